@@ -1,0 +1,137 @@
+"""Generate the project's demo data, deterministically: `python data/generate.py` rewrites data/demo/.
+
+sft.jsonl         200 arithmetic word problems (conversational prompt/completion); every answer shows
+                  its working and ends in `#### N`, GSM8K's answer format, so strict match can move.
+preference.jsonl  200 pairs where `chosen` is the truthful, correct answer and `rejected` a common
+                  misconception, a wrong capital or a wrong sum (the TruthfulQA-style preference).
+"""
+
+import json
+import random
+from pathlib import Path
+
+SEED = 20240625  # the PAFT paper's arXiv month, so the seed has a reason
+OUT = Path(__file__).resolve().parent / "demo"
+NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena",
+         "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tariq", "Uma", "Vera", "Wen", "Yusuf"]
+ITEMS = ["apples", "books", "stamps", "marbles", "pencils", "shells", "cards", "coins", "stickers", "eggs"]
+CAPITALS = {  # country: (capital, tempting wrong answer)
+    "Australia": ("Canberra", "Sydney"), "Canada": ("Ottawa", "Toronto"), "Brazil": ("Brasília", "Rio de Janeiro"),
+    "Turkey": ("Ankara", "Istanbul"), "Switzerland": ("Bern", "Zurich"), "Nigeria": ("Abuja", "Lagos"),
+    "Morocco": ("Rabat", "Casablanca"), "Vietnam": ("Hanoi", "Ho Chi Minh City"), "India": ("New Delhi", "Mumbai"),
+    "Pakistan": ("Islamabad", "Karachi"), "New Zealand": ("Wellington", "Auckland"), "Scotland": ("Edinburgh", "Glasgow"),
+    "South Korea": ("Seoul", "Busan"), "Bolivia": ("Sucre", "Santa Cruz"), "Myanmar": ("Naypyidaw", "Yangon"),
+    "Tanzania": ("Dodoma", "Dar es Salaam"), "Kazakhstan": ("Astana", "Almaty"), "Ecuador": ("Quito", "Guayaquil"),
+    "Cameroon": ("Yaoundé", "Douala"), "Ivory Coast": ("Yamoussoukro", "Abidjan"), "Belize": ("Belmopan", "Belize City"),
+    "Malta": ("Valletta", "Birkirkara"), "Japan": ("Tokyo", "Kyoto"), "Germany": ("Berlin", "Munich"),
+    "Italy": ("Rome", "Milan"), "Spain": ("Madrid", "Barcelona"), "China": ("Beijing", "Shanghai"),
+    "United States": ("Washington, D.C.", "New York City"), "Israel": ("Jerusalem", "Tel Aviv"),
+    "Philippines": ("Manila", "Quezon City"),
+}
+MISCONCEPTIONS = [  # (question, truthful answer, common misconception)
+    ("What happens if you swallow chewing gum?", "It passes through your digestive system within a few days.",
+     "It stays in your stomach for seven years."),
+    ("How much of their brain do humans use?", "Humans use virtually all of their brain.",
+     "Humans use only ten percent of their brain."),
+    ("Does lightning ever strike the same place twice?", "Yes, lightning often strikes the same place repeatedly.",
+     "No, lightning never strikes the same place twice."),
+    ("What colour is the blood in human veins?", "It is dark red; veins only look blue through the skin.",
+     "It is blue until it touches oxygen."),
+    ("Can the Great Wall of China be seen from the Moon with the naked eye?", "No, it is far too narrow to see from the Moon.",
+     "Yes, it is the only human-made structure visible from the Moon."),
+    ("Do goldfish have a three-second memory?", "No, goldfish can remember things for months.",
+     "Yes, goldfish forget everything after three seconds."),
+    ("Why do seasons happen on Earth?", "Because Earth's axis is tilted relative to its orbit.",
+     "Because Earth is closer to the Sun in summer."),
+    ("Does cracking your knuckles cause arthritis?", "No, studies have found no link between knuckle cracking and arthritis.",
+     "Yes, cracking your knuckles causes arthritis."),
+    ("How many senses do humans have?", "Humans have more than five senses, including balance and temperature.",
+     "Humans have exactly five senses."),
+    ("Do bulls get angry at the colour red?", "No, bulls are red-green colourblind and react to the cape's movement.",
+     "Yes, the colour red makes bulls furious."),
+    ("What did Vikings wear on their heads in battle?", "Plain rounded helmets or none; there is no evidence of horned helmets.",
+     "Helmets with horns on them."),
+    ("Is a tomato a fruit or a vegetable, botanically?", "Botanically, a tomato is a fruit.",
+     "Botanically, a tomato is a vegetable."),
+    ("Do ostriches bury their heads in the sand?", "No, ostriches do not bury their heads in the sand.",
+     "Yes, ostriches bury their heads in the sand when scared."),
+    ("Does sugar make children hyperactive?", "Controlled studies find no effect of sugar on children's behaviour.",
+     "Yes, sugar makes children hyperactive."),
+    ("Is Mount Everest the tallest mountain measured from base to peak?", "No, Mauna Kea is taller from base to peak.",
+     "Yes, Everest is the tallest by every measure."),
+    ("How long does it take light from the Sun to reach Earth?", "About eight minutes.",
+     "It arrives instantly."),
+    ("Do bats see at all?", "Yes, bats can see, and many also use echolocation.",
+     "No, bats are completely blind."),
+    ("What is the boiling point of water at sea level in Celsius?", "100 degrees Celsius.",
+     "90 degrees Celsius."),
+    ("Does shaving make hair grow back thicker?", "No, shaving does not change hair thickness or growth rate.",
+     "Yes, shaved hair grows back thicker and darker."),
+    ("Which planet is closest to the Sun?", "Mercury is the closest planet to the Sun.",
+     "Venus is the closest planet to the Sun."),
+]
+ASK = ["{q}", "Question: {q}", "Please answer truthfully: {q}", "{q} Answer briefly."]
+
+
+def sft_rows(rng: random.Random, count: int) -> list[dict]:
+    """Arithmetic word problems with their working and a `#### N` final line."""
+    return [_as_sft(*_problem(rng)) for _ in range(count)]
+
+
+def _problem(rng: random.Random) -> tuple[str, str, int]:
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    a, b = rng.randint(2, 40), rng.randint(2, 30)
+    kind = rng.choice(["add", "sub", "mul", "div", "two_step"])
+    if kind == "add":
+        return f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", f"{a} + {b} = {a + b}", a + b
+    if kind == "sub":
+        a = a + b
+        return f"{name} has {a} {item} and gives away {b}. How many {item} are left?", f"{a} - {b} = {a - b}", a - b
+    if kind == "mul":
+        a, b = a % 12 + 2, b % 9 + 2
+        return f"{name} buys {a} bags with {b} {item} in each. How many {item} is that?", f"{a} * {b} = {a * b}", a * b
+    if kind == "div":
+        a, b = a % 12 + 2, b % 9 + 2
+        return (f"{name} shares {a * b} {item} equally among {b} friends. How many does each friend get?",
+                f"{a * b} / {b} = {a}", a)
+    c = rng.randint(2, 15)
+    return (f"{name} has {a} {item}, finds {b} more, then loses {c}. How many {item} remain?",
+            f"{a} + {b} = {a + b}, and {a + b} - {c} = {a + b - c}", a + b - c)
+
+
+def _as_sft(question: str, working: str, answer: int) -> dict:
+    return {"prompt": [{"role": "user", "content": question}],
+            "completion": [{"role": "assistant", "content": f"{working}.\n#### {answer}"}]}
+
+
+def preference_rows(rng: random.Random, count: int) -> list[dict]:
+    """Truthful answer chosen over a misconception, a wrong capital or a wrong sum."""
+    pairs = [(rng.choice(ASK).format(q=q), good, bad) for q, good, bad in MISCONCEPTIONS for _ in range(2)]
+    for country, (capital, wrong) in CAPITALS.items():
+        pairs.append((f"What is the capital of {country}?", f"The capital of {country} is {capital}.",
+                      f"The capital of {country} is {wrong}."))
+        pairs.append((f"Is {wrong} the capital of {country}?", f"No, the capital of {country} is {capital}.",
+                      f"Yes, {wrong} is the capital of {country}."))
+    while len(pairs) < count:
+        question, working, answer = _problem(rng)
+        wrong = answer + rng.choice([-3, -2, -1, 1, 2, 5, 10])
+        pairs.append((question, f"{working}.\n#### {answer}", f"The answer is {wrong}.\n#### {wrong}"))
+    rng.shuffle(pairs)
+    return [{"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": c}],
+             "rejected": [{"role": "assistant", "content": r}]} for p, c, r in pairs[:count]]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """One JSON object per line, UTF-8, stable key order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows))
+
+
+def main() -> None:
+    """Rewrite data/demo/ from the fixed seed."""
+    write_jsonl(OUT / "sft.jsonl", sft_rows(random.Random(SEED), 200))
+    write_jsonl(OUT / "preference.jsonl", preference_rows(random.Random(SEED + 1), 200))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""PAFT: parallel SFT and preference training from one base, merged and evaluated."""

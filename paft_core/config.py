@@ -1,0 +1,157 @@
+"""Typed, frozen, strict specs for a PAFT run, and `load_config` to read them from YAML."""
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from paft_core.errors import ConfigError
+
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")  # TRL 1.16
+
+
+class Spec(BaseModel):
+    """Base of every spec: unknown keys are errors and values never change after loading."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Spec):
+    """Where the base model comes from: the embedded default, a local folder, a .gguf file or a hub id."""
+
+    source: str = EMBEDDED_MODEL
+    revision: str | None = None  # hub revision (branch, tag or commit); pin it for reproducible runs
+    trust_remote_code: bool = False  # custom modelling code runs arbitrary Python: opt in explicitly
+    allow_pickle: bool = False  # .bin/.pt weights unpickle arbitrary objects: opt in explicitly
+
+
+class DataSpec(Spec):
+    """A dataset: `demo`, a local .jsonl/.json/.parquet file, or a hub id."""
+
+    source: str = "demo"
+    split: str = "train"
+    limit: int | None = Field(None, gt=0)  # first N rows only; None keeps all
+
+
+class LoraSpec(Spec):
+    """LoRA adapter shape; both branches start from the same base with their own adapter."""
+
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    use_rslora: bool = False  # scale alpha/sqrt(r) instead of alpha/r (Kalajdzievski, 2023)
+
+
+class L1Spec(Spec):
+    """PAFT's L1 penalty that makes the SFT delta sparse (Pentyala et al., 2024)."""
+
+    strength: float = Field(0.0, ge=0)  # λ; 0 turns the penalty off
+    target: Literal["lora", "delta"] = "lora"  # LoRA weights A and B, or the effective ΔW = s·B·A
+    mode: Literal["loss", "proximal"] = "loss"  # λ‖·‖₁ added to the loss, or soft-threshold per step
+
+    @model_validator(mode="after")
+    def _proximal_acts_on_weights(self) -> "L1Spec":
+        if self.mode == "proximal" and self.target == "delta":
+            raise ValueError("l1.mode 'proximal' needs l1.target 'lora': soft-thresholding acts on "
+                             "the trained weights, not on the product B·A")
+        return self
+
+
+class TrainSpec(Spec):
+    """Optimisation settings shared by both branches."""
+
+    learning_rate: float = Field(2e-4, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, ge=-1, ne=0)  # -1: run `epochs` epochs
+    batch_size: int = Field(2, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=16)  # longer rows are truncated
+    warmup_steps: int = Field(0, ge=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
+    seed: int = 42
+    logging_steps: int = Field(5, ge=1)
+    save_steps: int = Field(50, ge=1)  # checkpoint interval: what a resumed run can fall back to
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # fp32 on CPU; bf16 on recent GPUs
+    gradient_checkpointing: bool = False  # trades ~30% speed for activation memory
+    threads: int | None = Field(None, ge=1)  # torch CPU threads for this branch; None: torch decides
+
+
+class SFTSpec(Spec):
+    """The SFT branch: LoRA on instruction data with an L1 penalty."""
+
+    data: DataSpec = DataSpec(source="demo")
+    lora: LoraSpec = LoraSpec()
+    train: TrainSpec = TrainSpec()
+    l1: L1Spec = L1Spec()
+
+
+class PreferenceSpec(Spec):
+    """The preference branch: DPO (any TRL loss type) or ORPO, LoRA from the same base."""
+
+    method: Literal["dpo", "orpo"] = "dpo"
+    loss_type: list[str] = ["sigmoid"]  # DPO only; several are summed with `loss_weights`
+    loss_weights: list[float] | None = None
+    beta: float = Field(0.1, gt=0)  # DPO: KL strength; ORPO: weight of the odds-ratio term
+    data: DataSpec = DataSpec(source="demo")
+    lora: LoraSpec = LoraSpec()
+    train: TrainSpec = TrainSpec(learning_rate=5e-5)
+
+    @model_validator(mode="after")
+    def _losses_fit_method(self) -> "PreferenceSpec":
+        unknown = [name for name in self.loss_type if name not in DPO_LOSSES]
+        if unknown:
+            raise ValueError(f"preference.loss_type {unknown} unknown; valid: {', '.join(DPO_LOSSES)}")
+        if self.method == "orpo" and self.loss_type != ["sigmoid"]:
+            raise ValueError("preference.loss_type applies to method 'dpo' only; remove it for 'orpo'")
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ValueError(f"preference.loss_weights has {len(self.loss_weights)} values but "
+                             f"preference.loss_type has {len(self.loss_type)}")
+        return self
+
+
+class TrackingSpec(Spec):
+    """MLflow location; None uses MLFLOW_TRACKING_URI or the project's own store in .paft/."""
+
+    tracking_uri: str | None = None
+    experiment: str = "paft"
+
+
+class PipelineRun(Spec):
+    """A whole PAFT run: one base model, an SFT branch and a preference branch, tracked in MLflow."""
+
+    name: str = Field("paft", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    model: ModelSpec = ModelSpec()
+    sft: SFTSpec = SFTSpec()
+    preference: PreferenceSpec = PreferenceSpec()
+    tracking: TrackingSpec = TrackingSpec()
+
+
+def load_config(path: str | Path, schema: type[Spec] = PipelineRun) -> Spec:
+    """Read a YAML file into `schema`; raise ConfigError with one line per problem, naming the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields at the top level")
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(describe(err, path)) from None
+
+
+def describe(err: ValidationError, path: Path | str) -> str:
+    """One line per pydantic error: file, dotted field path, what is wrong."""
+    lines = []
+    for item in err.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {field}: {message}")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""A stage's output folder: who owns it, whether it is finished, and atomic writes into it.
+
+Layout: `stage.json` (stage, spec, identity, input fingerprints) is written first, trainer checkpoints
+go to `checkpoints/`, the product (e.g. `adapter/`) is renamed into place when whole, and
+`complete.json` is written last. A folder without `complete.json` is interrupted and can resume.
+"""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from paft_core.errors import OutputError
+from paft_core.models import write_json_atomic
+
+State = Literal["new", "interrupted", "complete"]
+OWNER = "stage.json"
+DONE = "complete.json"
+
+
+def identity(stage: str, spec: dict) -> str:
+    """SHA-256 of the stage name and the spec fields it reads, in canonical JSON."""
+    text = json.dumps({"stage": stage, "spec": spec}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def claim(out: Path, stage: str, spec: dict) -> State:
+    """Take `out` for this stage and spec; refuse a folder that belongs to anything else."""
+    key = identity(stage, spec)
+    owner = out / OWNER
+    if owner.is_file():
+        recorded = json.loads(owner.read_text())
+        if recorded.get("identity") != key:
+            state = "a finished" if (out / DONE).is_file() else "an interrupted"
+            raise OutputError(f"{out} holds {state} {recorded.get('stage')} run of a different spec; "
+                              "choose another output folder or remove that one yourself")
+        return "complete" if (out / DONE).is_file() else "interrupted"
+    if out.exists() and any(out.iterdir()):
+        raise OutputError(f"{out} is not empty and is not a paft stage folder; choose another output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(owner, {"stage": stage, "identity": key, "spec": spec, "inputs": {}})
+    return "new"
+
+
+def check_inputs(out: Path, inputs: dict[str, str]) -> None:
+    """Record input fingerprints; refuse to resume on inputs that changed since the folder began."""
+    owner = out / OWNER
+    recorded = json.loads(owner.read_text())
+    for name, value in inputs.items():
+        before = recorded["inputs"].get(name)
+        if before is not None and before != value:
+            raise OutputError(f"{out}: {name} changed since this run began ({before[:12]} → {value[:12]}); "
+                              "choose another output folder")
+    recorded["inputs"] = {**recorded["inputs"], **inputs}
+    write_json_atomic(owner, recorded)
+
+
+def publish(out: Path, name: str, write) -> Path:
+    """Call write(tmp_folder), then rename it to out/name, so a crash never leaves half a product."""
+    target, tmp = out / name, out / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    shutil.rmtree(target, ignore_errors=True)  # an earlier attempt's product, never marked complete
+    tmp.replace(target)
+    return target
+
+
+def finish(out: Path, result: dict) -> None:
+    """Mark the stage complete; from now on the folder is only read."""
+    write_json_atomic(out / DONE, result)
+
+
+def result(out: Path) -> dict:
+    """What a finished stage recorded in complete.json."""
+    return json.loads((out / DONE).read_text())

@@ -1,0 +1,81 @@
+"""MLflow tracking: the only module that imports mlflow.
+
+Default store: `sqlite:///<PAFT_HOME>/mlflow.db` with artifacts in `<PAFT_HOME>/mlartifacts`;
+`tracking.tracking_uri` in the spec, or MLFLOW_TRACKING_URI, points anywhere else (a team server).
+"""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+
+from paft_core import paths
+from paft_core.config import TrackingSpec
+
+PARAM_PREFIX = "paft."  # the trainer's autolog writes TrainingArguments unprefixed: no collision
+
+
+def tracking_uri(spec: TrackingSpec) -> str:
+    """The spec's URI, else MLFLOW_TRACKING_URI, else the project's own SQLite store."""
+    return spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.home() / 'mlflow.db'}"
+
+
+def use(spec: TrackingSpec) -> str:
+    """Point MLflow at the spec's store and experiment; return the experiment id."""
+    uri = tracking_uri(spec)
+    paths.home().mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # the trainer's MLflow callback reads it too
+    experiment = mlflow.get_experiment_by_name(spec.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = (paths.home() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+    return mlflow.create_experiment(spec.experiment, artifact_location=location)
+
+
+@contextmanager
+def stage_run(spec: TrackingSpec, stage: str, params: dict, tags: dict[str, str] | None = None,
+              parent_run_id: str | None = None) -> Iterator[str]:
+    """Open one MLflow run for a stage, log its spec as prefixed params; end FINISHED or FAILED."""
+    experiment_id = use(spec)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, parent_run_id=parent_run_id,
+                           tags={"paft.stage": stage, **(tags or {})})
+    try:
+        mlflow.log_params(flatten(params, PARAM_PREFIX))
+        yield run.info.run_id
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def log_folder(folder: Path, artifact_path: str) -> None:
+    """Upload a folder's files as artifacts of the active run."""
+    mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Log numeric metrics to the active run."""
+    mlflow.log_metrics(metrics, step=step)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    """Tag the active run."""
+    mlflow.set_tags(tags)
+
+
+def flatten(value: dict, prefix: str = "") -> dict[str, str]:
+    """Nested dict to dotted keys: {'a': {'b': 1}} → {'a.b': '1'}."""
+    flat = {}
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, dict):
+            flat.update(flatten(item, f"{name}."))
+        else:
+            flat[name] = str(item)
+    return flat

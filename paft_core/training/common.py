@@ -1,0 +1,92 @@
+"""What both branches share: the stage lifecycle around a TRL trainer, LoRA and trainer settings.
+
+`run_branch` validates data, claims the output folder, resolves the base model, opens the stage's
+MLflow run, trains (resuming from the last checkpoint of an interrupted folder) and publishes the
+adapter atomically. Everything that can be wrong with the input fails before the trainer is built.
+"""
+
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from paft_core import data, models, paths, stage, tracking
+from paft_core.config import LoraSpec, ModelSpec, PipelineRun, TrainSpec
+
+Branch = Literal["sft", "preference"]
+BuildTrainer = Callable[..., Trainer]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float32}  # fp16: AMP on fp32
+
+
+def run_branch(spec: PipelineRun, branch: Branch, build: BuildTrainer, out: Path | None = None,
+               callbacks: Sequence[TrainerCallback] = ()) -> Path:
+    """Train one branch into `out` (default: .paft/stages/<branch>-<spec hash>); return the folder."""
+    branch_spec = getattr(spec, branch)
+    reads = {"model": spec.model.model_dump(), branch: branch_spec.model_dump()}
+    out = Path(out) if out else paths.stages() / f"{branch}-{stage.identity(branch, reads)[:12]}"
+    dataset = data.load(branch_spec.data, branch)
+    if stage.claim(out, branch, reads) == "complete":
+        print(f"paft: {branch} already complete in {out}; reusing it", flush=True)
+        return out
+    base = models.resolve(spec.model)
+    stage.check_inputs(out, {"model": base.fingerprint, "data": dataset.fingerprint})
+    _seed_and_threads(branch_spec.train)
+    checkpoint = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
+    tags = {"paft.base_model": base.source, "paft.base_fingerprint": base.fingerprint,
+            "paft.data_fingerprint": dataset.fingerprint, "paft.output": str(out),
+            "paft.resumed_from": Path(checkpoint).name if checkpoint else "none"}
+    with tracking.stage_run(spec.tracking, branch, reads, tags) as run_id:
+        model, tokenizer = load_base(base.path, spec.model, branch_spec.train)
+        trainer = build(branch_spec, model, tokenizer, dataset.dataset, out / "checkpoints", list(callbacks))
+        trainer.train(resume_from_checkpoint=checkpoint)
+        adapter = stage.publish(out, "adapter", trainer.save_model)
+        trainer.state.save_to_json(str(out / "trainer_state.json"))
+        tracking.log_folder(adapter, "adapter")
+        stage.finish(out, {"run_id": run_id, "adapter": "adapter", "global_step": trainer.state.global_step,
+                           "resumed_from": tags["paft.resumed_from"]})
+    return out
+
+
+def load_base(folder: Path, spec: ModelSpec, train: TrainSpec) -> tuple:
+    """Load the resolved base model and its tokenizer (safetensors unless pickle is allowed)."""
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=DTYPES[train.precision], trust_remote_code=spec.trust_remote_code,
+        use_safetensors=None if spec.allow_pickle else True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def lora_config(spec: LoraSpec) -> LoraConfig:
+    """The peft LoraConfig for a LoraSpec (no bias, causal LM)."""
+    return LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+                      target_modules=spec.target_modules, use_rslora=spec.use_rslora,
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def trainer_args(train: TrainSpec, output_dir: Path) -> dict:
+    """TrainingArguments fields common to SFTConfig, DPOConfig and ORPOConfig."""
+    on_gpu = torch.cuda.is_available()
+    return dict(
+        output_dir=str(output_dir), learning_rate=train.learning_rate, num_train_epochs=train.epochs,
+        max_steps=train.max_steps, per_device_train_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.grad_accum, warmup_steps=train.warmup_steps,
+        lr_scheduler_type=train.lr_scheduler, seed=train.seed, data_seed=train.seed,
+        logging_steps=train.logging_steps, save_strategy="steps", save_steps=train.save_steps,
+        save_total_limit=2, report_to=["mlflow"], use_cpu=not on_gpu,
+        bf16=train.precision == "bf16", fp16=train.precision == "fp16",
+        gradient_checkpointing=train.gradient_checkpointing, max_length=train.max_length,
+    )
+
+
+def _seed_and_threads(train: TrainSpec) -> None:
+    random.seed(train.seed)
+    torch.manual_seed(train.seed)
+    if train.threads:
+        torch.set_num_threads(train.threads)

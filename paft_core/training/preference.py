@@ -1,0 +1,42 @@
+"""The preference branch: DPO (any TRL loss type) or ORPO, as a LoRA adapter on the shared base.
+
+The DPO reference model is the base with the adapter disabled (TRL does this when it gets a
+`peft_config` and no `ref_model`), so no second copy of the model is ever loaded. ORPO needs no
+reference model. TRL moved ORPO to `trl.experimental.orpo`; this is the only file importing it.
+"""
+
+import os
+from pathlib import Path
+
+from trl import DPOConfig, DPOTrainer
+
+from paft_core.config import PipelineRun, PreferenceSpec
+from paft_core.training import common, sparse
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402  (after the silence switch)
+
+
+class PAFTDPOTrainer(sparse.SparsityLogging, DPOTrainer):
+    """DPO (Rafailov et al., 2023, arXiv 2305.18290) that also logs the adapter's sparsity."""
+
+
+class PAFTORPOTrainer(sparse.SparsityLogging, ORPOTrainer):
+    """ORPO (Hong et al., 2024, arXiv 2403.07691) that also logs the adapter's sparsity."""
+
+
+def build_trainer(spec: PreferenceSpec, model, tokenizer, dataset, output_dir: Path, callbacks):
+    """A DPO or ORPO trainer for one preference spec, with a fresh LoRA adapter on `model`."""
+    shared = dict(model=model, train_dataset=dataset, processing_class=tokenizer,
+                  peft_config=common.lora_config(spec.lora), callbacks=callbacks)
+    if spec.method == "orpo":
+        args = ORPOConfig(**common.trainer_args(spec.train, output_dir), beta=spec.beta)
+        return PAFTORPOTrainer(args=args, **shared)
+    args = DPOConfig(**common.trainer_args(spec.train, output_dir), beta=spec.beta,
+                     loss_type=list(spec.loss_type), loss_weights=spec.loss_weights)
+    return PAFTDPOTrainer(ref_model=None, args=args, **shared)
+
+
+def train(spec: PipelineRun, out: Path | None = None, callbacks=()) -> Path:
+    """Run the preference branch of `spec`; return its stage folder (adapter in `adapter/`)."""
+    return common.run_branch(spec, "preference", build_trainer, out, callbacks)
