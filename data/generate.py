@@ -127,10 +127,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows))
 
 
-def main() -> None:
-    """Rewrite data/demo/ from the fixed seed."""
-    write_jsonl(OUT / "sft.jsonl", sft_rows(random.Random(SEED), 200))
-    write_jsonl(OUT / "preference.jsonl", preference_rows(random.Random(SEED + 1), 200))
+def main(out: Path = OUT) -> None:
+    """Write sft.jsonl and preference.jsonl into `out` (default data/demo/) from the fixed seed."""
+    write_jsonl(out / "sft.jsonl", sft_rows(random.Random(SEED), 200))
+    write_jsonl(out / "preference.jsonl", preference_rows(random.Random(SEED + 1), 200))
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ class TrainSpec(Spec):
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(512, ge=16)  # longer rows are truncated
     warmup_steps: int = Field(0, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0)  # gradient clipping; 0 turns it off
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "linear"
     seed: int = 42
     logging_steps: int = Field(5, ge=1)

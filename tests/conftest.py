@@ -10,7 +10,6 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 import pytest  # noqa: E402
 
 from paft_core import paths  # noqa: E402
-from paft_core.config import PipelineRun  # noqa: E402
 from tests import tiny  # noqa: E402
 
 
@@ -27,22 +26,3 @@ def paft_home(tmp_path, monkeypatch):
     monkeypatch.setenv("PAFT_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path / "home"
-
-
-def tiny_spec(tiny_base, **overrides) -> PipelineRun:
-    """A pipeline spec on the tiny model: a few steps of each branch on 16 demo rows."""
-    train = {"max_steps": 4, "batch_size": 2, "learning_rate": 1e-2, "logging_steps": 1,
-             "save_steps": 2, "max_length": 128, "seed": 7}
-    raw = {
-        "name": "tiny",
-        "model": {"source": str(tiny_base)},
-        "sft": {"data": {"source": "demo", "limit": 16}, "train": train, "l1": {"strength": 0.0}},
-        "preference": {"data": {"source": "demo", "limit": 16}, "train": train},
-    }
-    for dotted, value in overrides.items():
-        node = raw
-        *parents, leaf = dotted.split("__")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return PipelineRun.model_validate(raw)

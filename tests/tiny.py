@@ -6,6 +6,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from paft_core.config import PipelineRun
+
 SPECIAL = ["<pad>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -59,3 +61,53 @@ def _texts(value) -> list[str]:
     if isinstance(value, list):
         return [t for v in value for t in _texts(v)]
     return []
+
+
+def spec(tiny_base, **overrides) -> PipelineRun:
+    """A pipeline spec on the tiny model: a few steps of each branch on 16 demo rows."""
+    train = {"max_steps": 4, "batch_size": 2, "learning_rate": 1e-2, "logging_steps": 1,
+             "save_steps": 2, "max_length": 128, "seed": 7}
+    raw = {
+        "name": "tiny",
+        "model": {"source": str(tiny_base)},
+        "sft": {"data": {"source": "demo", "limit": 16}, "train": dict(train), "l1": {"strength": 0.0}},
+        "preference": {"data": {"source": "demo", "limit": 16}, "train": dict(train)},
+    }
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return PipelineRun.model_validate(raw)
+
+
+def build_in_memory(base, branch_spec, build, out):
+    """A branch's trainer on the tiny base, seeded as a stage would be (not yet trained)."""
+    import torch
+
+    from paft_core.config import ModelSpec
+    from paft_core.data import load
+    from paft_core.training import common
+
+    kind = "sft" if hasattr(branch_spec, "l1") else "preference"
+    torch.manual_seed(branch_spec.train.seed)
+    model, tokenizer = common.load_base(base, ModelSpec(source=str(base)), branch_spec.train)
+    dataset = load(branch_spec.data, kind).dataset
+    return build(branch_spec, model, tokenizer, dataset, out, [])
+
+
+def adapter_deltas(adapter_dir) -> dict:
+    """ΔW = (α/r)·B·A per module, read from a saved PEFT adapter."""
+    from safetensors.torch import load_file
+
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    scale = config["lora_alpha"] / config["r"]
+    weights = load_file(adapter_dir / "adapter_model.safetensors")
+    return {key.replace(".lora_A.weight", ""): scale * weights[key.replace("lora_A", "lora_B")] @ a
+            for key, a in weights.items() if "lora_A" in key}
+
+
+def snapshot(model) -> dict:
+    """A copy of every named parameter."""
+    return {name: p.detach().clone() for name, p in model.named_parameters()}

@@ -77,6 +77,7 @@ def trainer_args(train: TrainSpec, output_dir: Path) -> dict:
         output_dir=str(output_dir), learning_rate=train.learning_rate, num_train_epochs=train.epochs,
         max_steps=train.max_steps, per_device_train_batch_size=train.batch_size,
         gradient_accumulation_steps=train.grad_accum, warmup_steps=train.warmup_steps,
+        max_grad_norm=train.max_grad_norm,
         lr_scheduler_type=train.lr_scheduler, seed=train.seed, data_seed=train.seed,
         logging_steps=train.logging_steps, save_strategy="steps", save_steps=train.save_steps,
         save_total_limit=2, report_to=["mlflow"], use_cpu=not on_gpu,

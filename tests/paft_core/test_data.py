@@ -1,0 +1,101 @@
+"""Datasets load from demo and local files, and bad rows fail naming file, row and field."""
+
+import importlib.util
+import json
+import re
+
+import pytest
+
+from paft_core import data, paths
+from paft_core.config import DataSpec
+from paft_core.errors import DataError
+
+
+def jsonl(tmp_path, rows, name="rows.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_demo_data_has_gsm8k_answers_and_preference_pairs():
+    sft = data.load(DataSpec(source="demo"), "sft")
+    pref = data.load(DataSpec(source="demo"), "preference")
+    assert len(sft.dataset) == 200 and len(pref.dataset) == 200
+    for row in sft.dataset:
+        assert re.search(r"\n#### -?\d+$", row["completion"][0]["content"])
+    assert all(row["chosen"] != row["rejected"] for row in pref.dataset)
+
+
+def test_demo_data_is_what_the_generator_makes(tmp_path):
+    found = importlib.util.spec_from_file_location("generate", paths.PROJECT_ROOT / "data" / "generate.py")
+    generate = importlib.util.module_from_spec(found)
+    found.loader.exec_module(generate)
+    generate.main(tmp_path)
+    for name in ("sft.jsonl", "preference.jsonl"):
+        assert (tmp_path / name).read_bytes() == (paths.DEMO_DATA / name).read_bytes()
+
+
+def test_fingerprint_follows_content_and_limit(tmp_path):
+    rows = [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(4)]
+    first = data.load(DataSpec(source=jsonl(tmp_path, rows)), "sft").fingerprint
+    again = data.load(DataSpec(source=jsonl(tmp_path, rows)), "sft").fingerprint
+    limited = data.load(DataSpec(source=jsonl(tmp_path, rows), limit=2), "sft").fingerprint
+    changed = data.load(DataSpec(source=jsonl(tmp_path, rows[:3] + [{"prompt": "q", "completion": "b"}])),
+                        "sft").fingerprint
+    assert first == again and len({first, limited, changed}) == 3
+
+
+def test_json_and_parquet_files_load(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"prompt": "p", "chosen": "good", "rejected": "bad"}] * 3
+    (tmp_path / "pairs.json").write_text(json.dumps(rows))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "pairs.parquet")
+    for name in ("pairs.json", "pairs.parquet"):
+        assert len(data.load(DataSpec(source=str(tmp_path / name)), "preference").dataset) == 3
+
+
+def test_implicit_prompt_conversations_drop_the_text_prompt(tmp_path):
+    user = {"role": "user", "content": "hi"}
+    row = {"prompt": "hi", "chosen": [user, {"role": "assistant", "content": "hello"}],
+           "rejected": [user, {"role": "assistant", "content": "go away"}]}
+    loaded = data.load(DataSpec(source=jsonl(tmp_path, [row])), "preference")
+    assert "prompt" not in loaded.dataset.column_names
+
+
+@pytest.mark.parametrize("rows, kind, expected", [
+    ([{"prompt": "p", "rejected": "r"}], "preference", "row 1: field 'chosen' is missing"),
+    ([{"prompt": "p", "chosen": "c", "rejected": "r"}, {"prompt": "p", "chosen": "", "rejected": "r"}],
+     "preference", "row 2: field 'chosen' must be non-empty text"),
+    ([{"prompt": "p", "chosen": "same", "rejected": "same"}] * 2, "preference", "chosen equals rejected in every row"),
+    ([{"prompt": "p"}], "sft", "row 1: field 'completion' is missing"),
+    ([{"messages": [{"role": "user", "content": "hi"}]}], "sft", "row 1: field 'messages' has no assistant"),
+    ([{"messages": [{"role": "robot", "content": "hi"}]}], "sft", "row 1: field 'messages[0]' needs a role"),
+    ([], "sft", "dataset is empty"),
+])
+def test_bad_rows_are_named(tmp_path, rows, kind, expected):
+    source = jsonl(tmp_path, rows)
+    with pytest.raises(DataError) as err:
+        data.load(DataSpec(source=source), kind)
+    assert str(err.value).startswith(source) and expected in str(err.value)
+
+
+def test_malformed_json_line_is_named(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a", "completion": \n')
+    with pytest.raises(DataError, match=r"broken.jsonl: line 2: malformed JSON"):
+        data.load(DataSpec(source=str(path)), "sft")
+
+
+def test_missing_file_and_unknown_format(tmp_path):
+    with pytest.raises(DataError, match="data file not found"):
+        data.load(DataSpec(source=str(tmp_path / "absent.jsonl")), "sft")
+    (tmp_path / "rows.csv").write_text("prompt,completion\n")
+    with pytest.raises(DataError, match="use .jsonl, .json or .parquet"):
+        data.load(DataSpec(source=str(tmp_path / "rows.csv")), "sft")
+
+
+def test_unreachable_hub_dataset_says_how_to_work_offline():
+    with pytest.raises(DataError, match="give a local .jsonl/.json/.parquet file"):
+        data.load(DataSpec(source="nobody/no-such-dataset"), "sft")

@@ -1,0 +1,155 @@
+"""The SFT branch: adapter trains, base stays frozen, L1 sparsifies, scaling is right under accumulation."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from paft_core import models, sparsity
+from paft_core.config import ModelSpec
+from paft_core.errors import OutputError
+from paft_core.training import sft
+from tests import tiny
+
+
+def test_adapter_changes_and_base_stays_bit_identical(tiny_base, tmp_path):
+    spec = tiny.spec(tiny_base, sft__l1={"strength": 1e-3})
+    trainer = tiny.build_in_memory(tiny_base, spec.sft, sft.build_trainer, tmp_path)
+    before = tiny.snapshot(trainer.model)
+    trainer.train()
+    after = tiny.snapshot(trainer.model)
+    lora = [name for name in before if "lora_" in name]
+    assert lora and all(not torch.equal(before[n], after[n]) for n in lora)
+    assert all(torch.equal(before[n], after[n]) for n in before if n not in lora)
+
+
+def final_deltas(tiny_base, home, **l1):
+    spec = tiny.spec(tiny_base, sft__l1=l1, sft__train__max_steps=8)
+    out = sft.train(spec, home / f"sft-{l1}")
+    return list(tiny.adapter_deltas(out / "adapter").values())
+
+
+@pytest.mark.parametrize("target", ["lora", "delta"])
+def test_l1_gives_smaller_and_sparser_delta(tiny_base, paft_home, target):
+    plain = sparsity.stats(final_deltas(tiny_base, paft_home, strength=0.0, target=target))
+    sparse = sparsity.stats(final_deltas(tiny_base, paft_home, strength=0.05, target=target))
+    assert sparse["l1"] < plain["l1"]
+    assert sparse["rel0.01"] > plain["rel0.01"]
+
+
+def test_proximal_mode_leaves_exact_zeros(tiny_base, paft_home):
+    out = sft.train(tiny.spec(tiny_base, sft__l1={"strength": 1.0, "mode": "proximal"}))
+    weights = load_file(out / "adapter" / "adapter_model.safetensors")
+    assert sparsity.stats(weights.values())["zeros"] > 0.05
+    logged = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert logged[-1]["sparsity/lora/zeros"] > 0.05
+
+
+class GradCapture(TrainerCallback):
+    """Keeps the LoRA gradients the optimizer is about to apply."""
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.grads = {n: p.grad.clone() for n, p in model.named_parameters() if "lora_" in n}
+        self.weights = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+def one_step_grads(tiny_base, tmp_path, strength, batch, accum):
+    train = {"max_steps": 1, "batch_size": batch, "grad_accum": accum, "max_grad_norm": 0.0, "seed": 3,
+             "max_length": 128, "learning_rate": 1e-2}
+    spec = tiny.spec(tiny_base, sft__l1={"strength": strength}, sft__train=train)
+    trainer = tiny.build_in_memory(tiny_base, spec.sft, sft.build_trainer, tmp_path / f"{strength}-{accum}")
+    capture = GradCapture()
+    trainer.add_callback(capture)
+    trainer.train()
+    return capture
+
+
+@pytest.mark.parametrize("batch, accum", [(4, 1), (1, 4)])
+def test_penalty_gradient_is_lambda_sign_per_optimizer_step(tiny_base, tmp_path, batch, accum):
+    # The data loss is identical with and without the penalty; the difference must be exactly
+    # λ·sign(w) once per optimizer step, not once per micro-batch.
+    strength = 0.5
+    plain = one_step_grads(tiny_base, tmp_path, 0.0, batch, accum)
+    penalised = one_step_grads(tiny_base, tmp_path, strength, batch, accum)
+    for name, grad in penalised.grads.items():
+        expected = strength * penalised.weights[name].sign()
+        torch.testing.assert_close(grad - plain.grads[name], expected, atol=1e-4, rtol=1e-4)
+
+
+def tracked_runs(home):
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("paft")
+    return client, client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def test_mlflow_run_holds_params_metrics_and_adapter(tiny_base, paft_home):
+    base_before = models.fingerprint(tiny_base)
+    out = sft.train(tiny.spec(tiny_base, sft__l1={"strength": 1e-3}))
+    client, runs = tracked_runs(paft_home)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.data.tags["paft.stage"] == "sft"
+    assert run.data.params["paft.sft.l1.strength"] == "0.001"
+    assert run.data.params["paft.sft.lora.r"] == "8"
+    assert {"loss", "l1/norm", "sparsity/lora/zeros", "sparsity/delta/rel0.01"} <= set(run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
+    assert "adapter/adapter_model.safetensors" in artifacts
+    assert json.loads((out / "complete.json").read_text())["run_id"] == run.info.run_id
+    assert models.fingerprint(tiny_base) == base_before
+
+
+class CrashAt(TrainerCallback):
+    """Simulates a crash once the trainer reaches a given step."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tiny_base, paft_home):
+    spec = tiny.spec(tiny_base)  # 4 steps, checkpoint every 2
+    out = paft_home / "sft-run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        sft.train(spec, out, callbacks=[CrashAt(3)])
+    assert not (out / "complete.json").exists() and not (out / "adapter").exists()
+    sft.train(spec, out)
+    done = json.loads((out / "complete.json").read_text())
+    assert done["resumed_from"] == "checkpoint-2" and done["global_step"] == 4
+    _, runs = tracked_runs(paft_home)
+    assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
+    assert runs[1].data.tags["paft.resumed_from"] == "checkpoint-2"
+
+
+def test_finished_folder_is_reused_and_never_overwritten(tiny_base, paft_home):
+    out = paft_home / "sft-run"
+    sft.train(tiny.spec(tiny_base), out)
+    stamp = (out / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
+    sft.train(tiny.spec(tiny_base), out)  # same spec: reused, nothing retrained
+    with pytest.raises(OutputError, match="holds a finished sft run of a different spec"):
+        sft.train(tiny.spec(tiny_base, sft__lora={"r": 4}), out)
+    assert (out / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+    assert len(tracked_runs(paft_home)[1]) == 1
+
+
+def test_bad_data_fails_before_training(tiny_base, paft_home, tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "only a prompt"}\n')
+    spec = tiny.spec(tiny_base, sft__data={"source": str(tmp_path / "bad.jsonl")})
+    with pytest.raises(Exception, match="row 1: field 'completion' is missing"):
+        sft.train(spec)
+    assert not (paft_home / "stages").exists() and not (paft_home / "mlflow.db").exists()
+
+
+def test_untrusted_pickle_model_fails_before_training(tiny_base, paft_home, tmp_path):
+    pickled = shutil.copytree(tiny_base, tmp_path / "pickled")
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    spec = tiny.spec(tiny_base).model_copy(update={"model": ModelSpec(source=str(pickled))})
+    with pytest.raises(Exception, match="only pickle weights"):
+        sft.train(spec)
+    assert not (paft_home / "mlflow.db").exists()
