@@ -1,0 +1,54 @@
+"""`paft` runs each stage as its own process and reports bad input as one line, before any work."""
+
+import os
+import subprocess
+import sys
+
+import yaml
+
+from paft_core import paths
+from tests import tiny
+
+
+def paft(*args, home):
+    env = {**os.environ, "PAFT_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "paft_core.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=paths.PROJECT_ROOT, timeout=600)
+
+
+def write_spec(tmp_path, spec) -> str:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    return str(path)
+
+
+def test_train_sft_runs_as_a_process_and_writes_an_adapter(tiny_base, tmp_path):
+    config = write_spec(tmp_path, tiny.spec(tiny_base))
+    out = tmp_path / "sft-out"
+    result = paft("train", "sft", config, "--out", str(out), home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    assert f"sft adapter in {out / 'adapter'}" in result.stdout
+
+
+def test_bad_spec_is_one_line_naming_the_field(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("sft: {l1: {strength: -0.5}}\n")
+    result = paft("train", "sft", str(config), home=tmp_path / "home")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"paft: error: {config}: sft.l1.strength: Input should be greater than or equal to 0"]
+    assert not (tmp_path / "home").exists()
+
+
+def test_missing_data_file_is_named(tiny_base, tmp_path):
+    spec = tiny.spec(tiny_base, preference__data={"source": "nowhere/pairs.jsonl"})
+    result = paft("validate", write_spec(tmp_path, spec), home=tmp_path / "home")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "paft: error: nowhere/pairs.jsonl: data file not found"
+
+
+def test_validate_accepts_the_demo_config(tmp_path):
+    result = paft("validate", "configs/pipeline/demo.yaml", home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    assert "sft data data/demo/sft.jsonl: 200 rows, ok" in result.stdout
