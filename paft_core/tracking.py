@@ -4,6 +4,7 @@ Default store: `sqlite:///<PAFT_HOME>/mlflow.db` with artifacts in `<PAFT_HOME>/
 `tracking.tracking_uri` in the spec, or MLFLOW_TRACKING_URI, points anywhere else (a team server).
 """
 
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,11 +29,26 @@ def use(spec: TrackingSpec) -> str:
     paths.home().mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri  # the trainer's MLflow callback reads it too
-    experiment = mlflow.get_experiment_by_name(spec.experiment)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = (paths.home() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
-    return mlflow.create_experiment(spec.experiment, artifact_location=location)
+    with _first_use_lock(uri):
+        experiment = mlflow.get_experiment_by_name(spec.experiment)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = (paths.home() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        return mlflow.create_experiment(spec.experiment, artifact_location=location)
+
+
+@contextmanager
+def _first_use_lock(uri: str) -> Iterator[None]:
+    """Serialise store creation: two branches starting together must not both migrate one SQLite file."""
+    if not uri.startswith("sqlite:"):
+        yield
+        return
+    with (paths.home() / ".mlflow.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager

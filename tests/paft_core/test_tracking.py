@@ -1,0 +1,43 @@
+"""MLflow stage runs: prefixed params, end status, and a store that two branches can open at once."""
+
+import multiprocessing
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from paft_core import tracking
+from paft_core.config import TrackingSpec
+
+
+def test_flatten_prefixes_dotted_paths():
+    assert tracking.flatten({"sft": {"l1": {"strength": 0.1}}, "name": "x"}, "paft.") == {
+        "paft.sft.l1.strength": "0.1", "paft.name": "x"}
+
+
+def test_failed_stage_ends_failed_and_keeps_params(paft_home):
+    with pytest.raises(ValueError):
+        with tracking.stage_run(TrackingSpec(), "sft", {"sft": {"lora": {"r": 8}}}) as run_id:
+            raise ValueError("boom")
+    run = MlflowClient().get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.params == {"paft.sft.lora.r": "8"}
+    assert mlflow.active_run() is None
+
+
+def open_store(home: str, queue) -> None:
+    import os
+
+    os.environ["PAFT_HOME"] = home
+    queue.put(tracking.use(TrackingSpec(experiment="together")))
+
+
+def test_two_processes_create_the_store_together(paft_home):
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=open_store, args=(str(paft_home), queue)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert queue.get() == queue.get()  # both got the one experiment
