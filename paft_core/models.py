@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from paft_core import paths
+from paft_core import files, paths
 from paft_core.config import EMBEDDED_MODEL, ModelSpec
 from paft_core.errors import ModelError
 
@@ -86,37 +86,21 @@ def check_folder(folder: Path, spec: ModelSpec) -> None:
 
 def fingerprint(folder: Path) -> str:
     """SHA-256 over weights, config and tokenizer files; cached beside them keyed by size and mtime."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and _is_content(p))
-    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    content = sorted(p for p in folder.iterdir() if p.is_file() and _is_content(p))
+    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in content]
     cache = folder / FINGERPRINT_FILE
     if cache.is_file():
         cached = json.loads(cache.read_text())
         if cached.get("stamp") == stamp:
             return cached["sha256"]
     digest = hashlib.sha256()
-    for p in files:
+    for p in content:
         digest.update(p.name.encode())
-        digest.update(file_sha256(p).encode())
+        digest.update(files.sha256(p).encode())
     value = digest.hexdigest()
     if os.access(folder, os.W_OK):
-        write_json_atomic(cache, {"stamp": stamp, "sha256": value})
+        files.write_json_atomic(cache, {"stamp": stamp, "sha256": value})
     return value
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 8 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(8 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_json_atomic(path: Path, value: object) -> None:
-    """Write JSON to a temp file and rename it, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-    tmp.replace(path)
 
 
 def _is_content(path: Path) -> bool:
@@ -130,7 +114,7 @@ def _looks_like_path(source: str) -> bool:
 
 def _convert_gguf(gguf: Path, cache_name: str) -> Path:
     """Dequantise a GGUF file once into a cached fp32 safetensors folder with its tokenizer."""
-    target = paths.model_cache() / f"{cache_name}-{file_sha256(gguf)[:12]}"
+    target = paths.model_cache() / f"{cache_name}-{files.sha256(gguf)[:12]}"
     if (target / "config.json").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig

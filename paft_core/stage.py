@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from paft_core.errors import OutputError
-from paft_core.models import write_json_atomic
+from paft_core.files import write_json_atomic
 
 State = Literal["new", "interrupted", "complete"]
 OWNER = "stage.json"

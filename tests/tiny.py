@@ -111,3 +111,15 @@ def adapter_deltas(adapter_dir) -> dict:
 def snapshot(model) -> dict:
     """A copy of every named parameter."""
     return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def train_and_check_only_lora_changed(trainer) -> None:
+    """Train, then assert every LoRA tensor moved and every base weight is bit-identical."""
+    import torch
+
+    before = snapshot(trainer.model)
+    trainer.train()
+    after = snapshot(trainer.model)
+    lora = [name for name in before if "lora_" in name]
+    assert lora and all(not torch.equal(before[n], after[n]) for n in lora)
+    assert all(torch.equal(before[n], after[n]) for n in before if n not in lora)

@@ -19,12 +19,7 @@ from tests import tiny
 def test_adapter_changes_and_base_stays_bit_identical(tiny_base, tmp_path):
     spec = tiny.spec(tiny_base, sft__l1={"strength": 1e-3})
     trainer = tiny.build_in_memory(tiny_base, spec.sft, sft.build_trainer, tmp_path)
-    before = tiny.snapshot(trainer.model)
-    trainer.train()
-    after = tiny.snapshot(trainer.model)
-    lora = [name for name in before if "lora_" in name]
-    assert lora and all(not torch.equal(before[n], after[n]) for n in lora)
-    assert all(torch.equal(before[n], after[n]) for n in before if n not in lora)
+    tiny.train_and_check_only_lora_changed(trainer)
 
 
 def final_deltas(tiny_base, home, **l1):

@@ -1,0 +1,21 @@
+"""File helpers shared by stages and model caches: content hashes and atomic JSON writes."""
+
+import hashlib
+import json
+from pathlib import Path
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 8 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, value: object) -> None:
+    """Write JSON to a temp file and rename it, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
+    tmp.replace(path)
