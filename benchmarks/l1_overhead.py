@@ -71,13 +71,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=".paft/bench")
+    parser.add_argument("--only", default="", help="run only variants whose name contains this (plus plain)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     base = models.resolve(ModelSpec(source=args.model))
     dataset = data.load(DataSpec(source="demo"), "sft").dataset
-    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    chosen = {name: l1 for name, l1 in VARIANTS.items() if l1 is None or args.only in name}
+    times: dict[str, list[float]] = {name: [] for name in chosen}
     for _ in range(args.repeats):
-        for name, l1 in VARIANTS.items():
+        for name, l1 in chosen.items():
             times[name].append(run_once(base, dataset, l1, args.steps, args.warmup, args.out))
     plain = statistics.median(times["plain TRL SFTTrainer"])
     print(f"\nmodel {args.model}, {args.steps} steps after {args.warmup} warm-up, batch 2, "
