@@ -70,7 +70,3 @@ def finish(out: Path, result: dict) -> None:
     """Mark the stage complete; from now on the folder is only read."""
     write_json_atomic(out / DONE, result)
 
-
-def result(out: Path) -> dict:
-    """What a finished stage recorded in complete.json."""
-    return json.loads((out / DONE).read_text())

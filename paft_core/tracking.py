@@ -20,7 +20,8 @@ PARAM_PREFIX = "paft."  # the trainer's autolog writes TrainingArguments unprefi
 
 def tracking_uri(spec: TrackingSpec) -> str:
     """The spec's URI, else MLFLOW_TRACKING_URI, else the project's own SQLite store."""
-    return spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.home() / 'mlflow.db'}"
+    default = f"sqlite:///{paths.home() / 'mlflow.db'}"
+    return spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default
 
 
 def use(spec: TrackingSpec) -> str:
@@ -73,16 +74,6 @@ def stage_run(spec: TrackingSpec, stage: str, params: dict, tags: dict[str, str]
 def log_folder(folder: Path, artifact_path: str) -> None:
     """Upload a folder's files as artifacts of the active run."""
     mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
-
-
-def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    """Log numeric metrics to the active run."""
-    mlflow.log_metrics(metrics, step=step)
-
-
-def set_tags(tags: dict[str, str]) -> None:
-    """Tag the active run."""
-    mlflow.set_tags(tags)
 
 
 def flatten(value: dict, prefix: str = "") -> dict[str, str]:

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from paft_core.config import PipelineRun, load_config
 from paft_core.errors import ConfigError
@@ -49,7 +50,7 @@ def test_bad_field_is_named(tmp_path, text, field, hint):
 
 def test_specs_are_frozen():
     spec = PipelineRun()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         spec.sft.l1.strength = 1.0  # type: ignore[misc]
 
 

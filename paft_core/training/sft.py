@@ -16,11 +16,11 @@ from paft_core.training import common, sparse
 class L1SFTTrainer(sparse.SparsityLogging, SFTTrainer):
     """SFTTrainer whose loss carries λ‖·‖₁ of the LoRA weights or of ΔW (PAFT, arXiv 2406.17923)."""
 
-    def __init__(self, *args, l1: L1Spec = L1Spec(), **kwargs) -> None:
+    def __init__(self, *args, l1: L1Spec | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.l1 = l1
-        if l1.mode == "proximal" and l1.strength > 0:
-            self.add_callback(sparse.ProximalL1(l1.strength))
+        self.l1 = l1 or L1Spec()
+        if self.l1.mode == "proximal" and self.l1.strength > 0:
+            self.add_callback(sparse.ProximalL1(self.l1.strength))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """SFT loss, plus the L1 term when it is a loss term."""
