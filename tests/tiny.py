@@ -123,3 +123,12 @@ def train_and_check_only_lora_changed(trainer) -> None:
     lora = [name for name in before if "lora_" in name]
     assert lora and all(not torch.equal(before[n], after[n]) for n in lora)
     assert all(torch.equal(before[n], after[n]) for n in before if n not in lora)
+
+
+def tracked_runs(home, experiment: str = "paft"):
+    """The MLflow client of a PAFT_HOME's default store and its experiment's runs, oldest first."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    found = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])

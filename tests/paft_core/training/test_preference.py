@@ -1,7 +1,6 @@
 """The preference branch: DPO (several loss types) and ORPO train a LoRA adapter on a frozen base."""
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from paft_core.training import preference
 from tests import tiny
@@ -26,9 +25,7 @@ def test_dpo_reference_is_the_adapter_disabled_base(tiny_base, tmp_path):
 def test_stage_writes_adapter_and_finished_mlflow_run(tiny_base, paft_home):
     out = preference.train(tiny.spec(tiny_base, preference__beta=0.2))
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
-    client = MlflowClient(f"sqlite:///{paft_home / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("paft")
-    (run,) = client.search_runs([experiment.experiment_id])
+    client, (run,) = tiny.tracked_runs(paft_home)
     assert run.info.status == "FINISHED" and run.data.tags["paft.stage"] == "preference"
     assert run.data.params["paft.preference.beta"] == "0.2"
     assert {"loss", "rewards/margins", "sparsity/delta/zeros"} <= set(run.data.metrics)

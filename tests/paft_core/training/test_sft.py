@@ -5,7 +5,6 @@ import shutil
 
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
@@ -75,16 +74,10 @@ def test_penalty_gradient_is_lambda_sign_per_optimizer_step(tiny_base, tmp_path,
         torch.testing.assert_close(grad - plain.grads[name], expected, atol=1e-4, rtol=1e-4)
 
 
-def tracked_runs(home):
-    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("paft")
-    return client, client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
-
-
 def test_mlflow_run_holds_params_metrics_and_adapter(tiny_base, paft_home):
     base_before = models.fingerprint(tiny_base)
     out = sft.train(tiny.spec(tiny_base, sft__l1={"strength": 1e-3}))
-    client, runs = tracked_runs(paft_home)
+    client, runs = tiny.tracked_runs(paft_home)
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED" and run.data.tags["paft.stage"] == "sft"
@@ -117,7 +110,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tiny_base, paft_home):
     sft.train(spec, out)
     done = json.loads((out / "complete.json").read_text())
     assert done["resumed_from"] == "checkpoint-2" and done["global_step"] == 4
-    _, runs = tracked_runs(paft_home)
+    _, runs = tiny.tracked_runs(paft_home)
     assert [r.info.status for r in runs] == ["FAILED", "FINISHED"]
     assert runs[1].data.tags["paft.resumed_from"] == "checkpoint-2"
 
@@ -130,7 +123,7 @@ def test_finished_folder_is_reused_and_never_overwritten(tiny_base, paft_home):
     with pytest.raises(OutputError, match="holds a finished sft run of a different spec"):
         sft.train(tiny.spec(tiny_base, sft__lora={"r": 4}), out)
     assert (out / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == stamp
-    assert len(tracked_runs(paft_home)[1]) == 1
+    assert len(tiny.tracked_runs(paft_home)[1]) == 1
 
 
 def test_bad_data_fails_before_training(tiny_base, paft_home, tmp_path):
