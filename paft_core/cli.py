@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a spec and its datasets without training")
     validate.add_argument("config", type=Path)
     validate.set_defaults(handler=_validate)
+    merge = commands.add_parser("merge", help="merge the spec's deltas into its base model (streamed)")
+    merge.add_argument("config", type=Path, help="pipeline spec (YAML); its `merge:` section is the recipe")
+    merge.add_argument("--out", type=Path, help="output folder (default: .paft/stages/merge-<hash>)")
+    merge.set_defaults(handler=_merge)
     return parser
 
 
@@ -68,6 +72,14 @@ def _validate(args: argparse.Namespace) -> None:
         loaded = data.load(getattr(spec, kind).data, kind)
         print(f"paft: {kind} data {loaded.origin}: {len(loaded.dataset)} rows, ok")
     print(f"paft: {args.config} is valid")
+
+
+def _merge(args: argparse.Namespace) -> None:
+    from paft_core import merging
+    from paft_core.config import load_config
+
+    out = merging.run(load_config(args.config), args.out)
+    print(f"paft: merged model in {out / 'model'}, report in {out / 'report.json'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,60 @@ class PreferenceSpec(Spec):
         return self
 
 
+MergeMethod = Literal["linear", "task_arithmetic", "ties", "dare_linear", "dare_ties"]
+Sparsifier = Literal["method", "magnitude", "dare", "keep"]
+# Named merge recipes: `merge: {preset: NAME}` fills the fields a spec leaves out.
+MERGE_PRESETS = {
+    # PAFT (Pentyala et al., 2024, https://arxiv.org/abs/2406.17923): the L1-trained SFT delta is kept as
+    # trained, the preference delta is trimmed, and TIES elects signs where both are left.
+    "paft-ties": {"method": "ties", "sparsify": ["keep", "magnitude"], "density": 0.5},
+    "ties": {"method": "ties", "density": 0.5},  # Yadav et al., 2023, https://arxiv.org/abs/2306.01708
+    "dare-ties": {"method": "dare_ties", "density": 0.5},  # Yu et al., 2023, https://arxiv.org/abs/2311.03099
+    "dare-linear": {"method": "dare_linear", "density": 0.5},  # Yu et al., 2023 (as above)
+    "task-arithmetic": {"method": "task_arithmetic"},  # Ilharco et al., 2023, https://arxiv.org/abs/2212.04089
+    "linear": {"method": "linear"},  # Wortsman et al., 2022, https://arxiv.org/abs/2203.05482
+}
+
+
+class MergeSpec(Spec):
+    """How the deltas are combined into the base (see paft_core/merge.py for the methods and papers)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    preset: str | None = None  # a name in MERGE_PRESETS; fields given here override it
+    method: MergeMethod = "ties"
+    deltas: list[str] = Field(["sft", "preference"], min_length=1)  # branches, adapter or checkpoint paths
+    weights: list[float] | None = None  # one per delta; None: 1.0 each
+    density: float | list[float] = 0.5  # fraction of each delta kept by magnitude or DARE; one or per delta
+    sparsify: list[Sparsifier] | None = None  # per delta; "method": what the method does, "keep": as trained
+    lambda_: float = Field(1.0, alias="lambda")  # global scale of the merged delta
+    majority_sign: Literal["total", "frequency"] = "total"  # TIES sign election
+    seed: int = 0  # DARE's random drop
+    lora_rank: int | None = Field(None, ge=1)  # also export the merged delta as a LoRA of this rank
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: object) -> object:
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        if data["preset"] not in MERGE_PRESETS:
+            raise ValueError(f"merge.preset '{data['preset']}' unknown; valid: {', '.join(MERGE_PRESETS)}")
+        return {**MERGE_PRESETS[data["preset"]], **data}
+
+    @model_validator(mode="after")
+    def _lists_match_deltas(self) -> "MergeSpec":
+        count = len(self.deltas)
+        for name in ("weights", "density", "sparsify"):
+            value = getattr(self, name)
+            if isinstance(value, list) and len(value) != count:
+                raise ValueError(f"merge.{name} has {len(value)} values for {count} deltas "
+                                 f"({', '.join(self.deltas)}); give one per delta")
+        for value in self.density if isinstance(self.density, list) else [self.density]:
+            if not 0 < value <= 1:
+                raise ValueError(f"merge.density {value} is outside (0, 1]: the fraction of a delta kept")
+        return self
+
+
 class TrackingSpec(Spec):
     """MLflow location; None uses MLFLOW_TRACKING_URI or the project's own store in .paft/."""
 
@@ -128,6 +182,7 @@ class PipelineRun(Spec):
     model: ModelSpec = ModelSpec()
     sft: SFTSpec = SFTSpec()
     preference: PreferenceSpec = PreferenceSpec()
+    merge: MergeSpec = MergeSpec()
     tracking: TrackingSpec = TrackingSpec()
 
 

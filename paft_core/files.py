@@ -19,3 +19,8 @@ def write_json_atomic(path: Path, value: object) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
     tmp.replace(path)
+
+
+def sha256_text(text: str) -> str:
+    """Hex SHA-256 of a string."""
+    return hashlib.sha256(text.encode()).hexdigest()

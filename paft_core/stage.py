@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
+from paft_core import paths
 from paft_core.errors import OutputError
 from paft_core.files import write_json_atomic
 
@@ -23,6 +24,16 @@ def identity(stage: str, spec: dict) -> str:
     """SHA-256 of the stage name and the spec fields it reads, in canonical JSON."""
     text = json.dumps({"stage": stage, "spec": spec}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def default_folder(stage: str, spec: dict) -> Path:
+    """Where a stage's output lives unless the user names a folder: .paft/stages/<stage>-<identity>."""
+    return paths.stages() / f"{stage}-{identity(stage, spec)[:12]}"
+
+
+def branch_reads(run, branch: str) -> dict:
+    """The spec fields a training branch reads: the base model and the branch's own section."""
+    return {"model": run.model.model_dump(), branch: getattr(run, branch).model_dump()}
 
 
 def claim(out: Path, stage: str, spec: dict) -> State:

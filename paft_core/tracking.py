@@ -86,3 +86,16 @@ def flatten(value: dict, prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = str(item)
     return flat
+
+
+def log_merge(out: Path, summary: dict[str, float]) -> None:
+    """Log a merge stage's figures (`sparsity/*` per delta, `merge/*` otherwise) and its report files."""
+    sparsity = ("/density", "/l1", "/l2")
+    mlflow.log_metrics({(f"sparsity/{key}" if any(part in key for part in sparsity) else f"merge/{key}"):
+                        value for key, value in summary.items()})
+    mlflow.log_artifact(str(out / "report.json"), artifact_path="report")
+    mlflow.log_artifacts(str(out / "plots"), artifact_path="report/plots")
+    for name in ("README.md", "paft-merge.yaml"):
+        mlflow.log_artifact(str(out / "model" / name), artifact_path="model")
+    if (out / "lora").is_dir():
+        mlflow.log_artifacts(str(out / "lora"), artifact_path="lora")

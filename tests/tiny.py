@@ -132,3 +132,30 @@ def tracked_runs(home, experiment: str = "paft"):
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     found = client.get_experiment_by_name(experiment)
     return client, client.search_runs([found.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def make_adapter(base: Path, folder: Path, seed: int, **lora) -> Path:
+    """Save a PEFT LoRA adapter on `base` with random A and B (so ΔW ≠ 0), as training would leave it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM.from_pretrained(base)
+    options = {"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "init_lora_weights": False, **lora}
+    get_peft_model(model, LoraConfig(**options)).save_pretrained(folder)
+    return folder
+
+
+def finished_branch(run: PipelineRun, branch: str, adapter_source: Path, fingerprint: str) -> Path:
+    """Place an adapter where `paft train <branch>` would have left it, in a complete stage folder."""
+    import shutil
+
+    from paft_core import stage
+
+    reads = stage.branch_reads(run, branch)
+    folder = stage.default_folder(branch, reads)
+    stage.claim(folder, branch, reads)
+    stage.check_inputs(folder, {"model": fingerprint})
+    shutil.copytree(adapter_source, folder / "adapter")
+    stage.finish(folder, {"adapter": "adapter"})
+    return folder

@@ -15,7 +15,7 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from paft_core import data, models, paths, stage, tracking
+from paft_core import data, models, stage, tracking
 from paft_core.config import LoraSpec, ModelSpec, PipelineRun, TrainSpec
 
 Branch = Literal["sft", "preference"]
@@ -27,8 +27,8 @@ def run_branch(spec: PipelineRun, branch: Branch, build: BuildTrainer, out: Path
                callbacks: Sequence[TrainerCallback] = ()) -> Path:
     """Train one branch into `out` (default: .paft/stages/<branch>-<spec hash>); return the folder."""
     branch_spec = getattr(spec, branch)
-    reads = {"model": spec.model.model_dump(), branch: branch_spec.model_dump()}
-    out = Path(out) if out else paths.stages() / f"{branch}-{stage.identity(branch, reads)[:12]}"
+    reads = stage.branch_reads(spec, branch)
+    out = Path(out) if out else stage.default_folder(branch, reads)
     dataset = data.load(branch_spec.data, branch)
     if stage.claim(out, branch, reads) == "complete":
         print(f"paft: {branch} already complete in {out}; reusing it", flush=True)

@@ -1,0 +1,157 @@
+"""The merge stage: stream the base checkpoint and the deltas into a merged HF checkpoint, with a report.
+
+Every input is checked from file headers before a tensor is merged: shapes against the base, adapter
+variants, NaN/Inf in LoRA factors, the base each branch was trained on, free disk. The model is written to
+`.model.tmp` and renamed when whole, and `complete.json` comes last, so a crash never leaves a folder that
+looks finished. Memory holds one base tensor and its deltas at a time, not one model per input.
+"""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from paft_core import checkpoint, deltas, files, models, plots, stage, tracking
+from paft_core.config import PipelineRun
+from paft_core.errors import DataError, OutputError
+from paft_core.lora_export import Exporter
+from paft_core.merge import Recipe, combine
+from paft_core.model_card import write_card
+from paft_core.report import Collector
+
+BRANCHES = ("sft", "preference")
+WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+SKIPPED = {"model.safetensors.index.json", "pytorch_model.bin.index.json", "README.md",
+           models.FINGERPRINT_FILE}
+
+
+def run(spec: PipelineRun, out: Path | None = None) -> Path:
+    """Merge the spec's deltas into its base model; return the stage folder (reused when complete)."""
+    base = models.resolve(spec.model)
+    reader = checkpoint.Reader(base.path)
+    inputs = [_locate(spec, name, base.fingerprint) for name in spec.merge.deltas]
+    opened = [deltas.open_delta(path, label, reader) for label, path, _ in inputs]
+    _check(opened, reader)
+    reads = {"model": base.fingerprint, "merge": spec.merge.model_dump(by_alias=True),
+             "deltas": {label: fingerprint for label, _, fingerprint in inputs}}
+    out = Path(out) if out else stage.default_folder("merge", reads)
+    if stage.claim(out, "merge", reads) == "complete":
+        print(f"paft: merge already complete in {out}; reusing it", flush=True)
+        return out
+    _check_disk(out, reader.nbytes() * 1.05)
+    tags = {"paft.base_model": base.source, "paft.base_fingerprint": base.fingerprint,
+            "paft.output": str(out)}
+    with tracking.stage_run(spec.tracking, "merge", reads, tags) as run_id:
+        summary = _merge(spec, base, reader, opened, out, reads)
+        tracking.log_merge(out, summary)
+        stage.finish(out, {"run_id": run_id, "model": "model", **summary})
+    return out
+
+
+def _merge(spec: PipelineRun, base: models.ResolvedModel, reader: checkpoint.Reader, opened: list,
+           out: Path, reads: dict) -> dict[str, float]:
+    """Write model/, report.json, plots/ (and lora/) into the stage folder; return the summary figures."""
+    started = time.perf_counter()
+    recipe = Recipe.from_spec(spec.merge)
+    collector = Collector([delta.label for delta in opened])
+    exporter = Exporter(spec.merge.lora_rank) if spec.merge.lora_rank else None
+
+    def write(folder: Path) -> None:
+        folder.mkdir(parents=True)
+        _copy_side_files(base.path, folder)
+        tensors = _merged_tensors(reader, opened, recipe, collector, exporter)
+        checkpoint.write(folder, reader.entries, tensors)
+        write_card(folder, base, reads, collector.summary())
+
+    stage.publish(out, "model", write)
+    report = collector.to_dict()
+    files.write_json_atomic(out / "report.json", report)
+    plots.write_all(report, out / "plots")
+    summary = {**collector.summary(), "seconds": time.perf_counter() - started,
+               "modules": float(len(collector.modules))}
+    if exporter:
+        stage.publish(out, "lora", lambda folder: exporter.write(folder, str(base.path)))
+        summary["lora_relative_error"] = exporter.relative_error()
+    return summary
+
+
+def _merged_tensors(reader: checkpoint.Reader, opened: list, recipe: Recipe, collector: Collector,
+                    exporter: Exporter | None):
+    """Yield (name, tensor) for every base tensor in order: merged where a delta changes it, else as is."""
+    targets = set().union(*(delta.targets() for delta in opened))
+    for name in reader.names():
+        tensor = reader.get(name)
+        if name in targets:
+            raw = [_finite(delta, name, delta.delta(name, tensor)) for delta in opened]
+            merged, kept = combine(recipe, name, raw)
+            collector.add(name, raw, kept)
+            if exporter:
+                exporter.add(name, merged)
+            tensor = (tensor.float() + merged).to(tensor.dtype)
+        yield name, tensor
+
+
+def _finite(delta, name: str, value: torch.Tensor) -> torch.Tensor:
+    """Refuse a delta that holds NaN or Inf (a full checkpoint can only be checked as it streams)."""
+    if not torch.isfinite(value).all():
+        raise DataError(f"{delta.path}: delta '{delta.label}' holds NaN or Inf in {name}")
+    return value
+
+
+def _locate(spec: PipelineRun, name: str, base_fingerprint: str) -> tuple[str, Path, str]:
+    """A delta named in the spec: a finished branch of this run, or a folder; (label, path, fingerprint)."""
+    if name in BRANCHES:
+        folder = stage.default_folder(name, stage.branch_reads(spec, name))
+        if not (folder / stage.DONE).is_file():
+            raise DataError(f"merge.deltas: branch '{name}' has no finished adapter (expected in {folder}); "
+                            f"run `paft train {name} CONFIG` first")
+        path, label = folder / "adapter", name
+    else:
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise DataError(f"merge.deltas: {name} is not a branch ({', '.join(BRANCHES)}) or a folder")
+        label = path.name if path.name != "adapter" else path.parent.name
+    _check_trained_on(path, label, base_fingerprint)
+    return label, path, _fingerprint(path)
+
+
+def _check_trained_on(path: Path, label: str, base_fingerprint: str) -> None:
+    """Refuse an adapter whose stage folder records another base model than the one being merged into."""
+    owner = path.parent / stage.OWNER
+    recorded = json.loads(owner.read_text()).get("inputs", {}).get("model") if owner.is_file() else None
+    if recorded and recorded != base_fingerprint:
+        raise DataError(f"{path}: delta '{label}' was trained on base {recorded[:12]}, not on this spec's "
+                        f"base {base_fingerprint[:12]}; merge it into the model it was trained on")
+
+
+def _fingerprint(path: Path) -> str:
+    """Content hash of a delta: adapter config and weights, or a full checkpoint's fingerprint."""
+    if (path / deltas.ADAPTER_CONFIG).is_file():
+        parts = [files.sha256(path / deltas.ADAPTER_CONFIG), files.sha256(path / deltas.ADAPTER_WEIGHTS)]
+        return files.sha256_text("".join(parts))
+    return models.fingerprint(path)
+
+
+def _check(opened: list, reader: checkpoint.Reader) -> None:
+    """Everything that can be checked before the first tensor is merged."""
+    deltas.check_against_base(opened, reader)
+    for delta in opened:
+        if isinstance(delta, deltas.LoraDelta):
+            delta.check_finite()
+
+
+def _check_disk(out: Path, needed: float) -> None:
+    """Refuse to start a merge the disk cannot hold."""
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise OutputError(f"{out}: {free / 2**30:.1f} GiB free, the merged model needs "
+                          f"{needed / 2**30:.1f} GiB; free space or choose another output folder")
+
+
+def _copy_side_files(source: Path, target: Path) -> None:
+    """Config, generation config, tokenizer and chat template: every small file but weights and caches."""
+    for path in sorted(source.iterdir()):
+        if path.is_file() and path.suffix not in WEIGHT_FILES and path.name not in SKIPPED:
+            shutil.copy2(path, target / path.name)

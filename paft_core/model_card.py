@@ -1,0 +1,45 @@
+"""The merged model's card (README.md) and its recipe (paft-merge.yaml): base, deltas, method, figures."""
+
+from pathlib import Path
+
+import yaml
+
+from paft_core.models import ResolvedModel
+
+RECIPE = "paft-merge.yaml"
+
+
+def write_card(folder: Path, base: ResolvedModel, reads: dict, summary: dict[str, float]) -> None:
+    """Write README.md (HF model card with metadata) and the merge recipe beside the weights."""
+    recipe = {"base_model": {"source": base.source, "fingerprint": base.fingerprint},
+              "deltas": reads["deltas"], "merge": reads["merge"]}
+    (folder / RECIPE).write_text(yaml.safe_dump(recipe, sort_keys=False))
+    figures = "\n".join(f"| {key} | {value:.4g} |" for key, value in summary.items())
+    deltas = "\n".join(f"- `{label}` (sha256 {value[:12]})" for label, value in reads["deltas"].items())
+    card = f"""---
+library_name: transformers
+tags: [paft, merge, {reads['merge']['method']}]
+---
+
+# Merged with PAFT
+
+Parallel SFT + preference training, merged (Pentyala et al., 2024, https://arxiv.org/abs/2406.17923).
+
+- Base model: `{base.source}` (sha256 {base.fingerprint[:12]})
+- Method: `{reads['merge']['method']}` on the exact weight deltas ΔW; recipe in `{RECIPE}`.
+- Deltas:
+{deltas}
+
+## Recipe
+
+```yaml
+{yaml.safe_dump(recipe['merge'], sort_keys=False).strip()}
+```
+
+## Sparsity and interference of the deltas
+
+| figure | value |
+| --- | --- |
+{figures}
+"""
+    (folder / "README.md").write_text(card)
