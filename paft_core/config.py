@@ -175,6 +175,39 @@ class TrackingSpec(Spec):
     experiment: str = "paft"
 
 
+class EvalSpec(Spec):
+    """Leaderboard evaluation with lm-eval: which suites, on which data, with which settings."""
+
+    suites: list[Literal["open_llm_v1", "open_llm_v2"]] = Field(["open_llm_v1"], min_length=1)  # v1: PAFT's
+    benchmarks: list[str] | None = None  # a subset of the suites' benchmarks, e.g. [arc, gsm8k]; None: all
+    source: Literal["hub", "offline"] = "hub"  # offline: project-made twins in data/eval/, labelled offline
+    profile: Literal["full", "quick"] = "full"  # quick: CPU demo, labelled so (≤1 shot, 20 items, short gens)
+    limit: int | None = Field(None, gt=0)  # first N items of each benchmark task; None: all (quick: 20)
+    chat_template: bool = False  # v2 only: apply the model's chat template, few-shot as multi-turn
+    backend: Literal["hf", "vllm"] = "hf"  # vllm: faster generation on GPU; needs the vllm package
+    batch_size: int | Literal["auto"] = 1  # the leaderboard ran 1 per GPU; padding moves scores a bit
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: as the checkpoint stores it
+    device: str | None = None  # None: cuda when available, else cpu
+    bootstrap_iters: int = Field(100000, ge=0)  # stderr of non-mean metrics; mean metrics have a closed form
+    seed: int = 0  # lm-eval's random seed; its numpy, torch and few-shot seeds stay 1234
+    log_samples: bool = True  # per-sample inputs and outputs, kept with the results and in MLflow
+    request_cache: bool = False  # lm-eval's per-request cache, one per model: a killed run resumes
+
+    @model_validator(mode="after")
+    def _known_and_consistent(self) -> "EvalSpec":
+        from paft_core.evaluation import suites  # evaluation imports nothing from here: no cycle
+
+        try:
+            suites.select(list(self.suites), self.benchmarks)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        if self.batch_size != "auto" and self.batch_size < 1:
+            raise ValueError(f"batch_size {self.batch_size} must be at least 1 (or 'auto')")
+        if self.chat_template and "open_llm_v2" not in self.suites:
+            raise ValueError("chat_template applies to open_llm_v2 only; open_llm_v1 is scored without one")
+        return self
+
+
 class PipelineRun(Spec):
     """A whole PAFT run: one base model, an SFT branch and a preference branch, tracked in MLflow."""
 
@@ -184,6 +217,7 @@ class PipelineRun(Spec):
     preference: PreferenceSpec = PreferenceSpec()
     merge: MergeSpec = MergeSpec()
     tracking: TrackingSpec = TrackingSpec()
+    evaluation: EvalSpec = EvalSpec()
 
 
 def load_config(path: str | Path, schema: type[Spec] = PipelineRun) -> Spec:

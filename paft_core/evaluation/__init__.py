@@ -1,0 +1,1 @@
+"""Leaderboard evaluation with lm-evaluation-harness: suites, offline twins, runner and averages."""
