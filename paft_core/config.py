@@ -151,7 +151,7 @@ class MergeSpec(Spec):
         if not isinstance(data, dict) or data.get("preset") is None:
             return data
         if data["preset"] not in MERGE_PRESETS:
-            raise ValueError(f"merge.preset '{data['preset']}' unknown; valid: {', '.join(MERGE_PRESETS)}")
+            raise ValueError(f"preset '{data['preset']}' unknown; valid: {', '.join(MERGE_PRESETS)}")
         return {**MERGE_PRESETS[data["preset"]], **data}
 
     @model_validator(mode="after")
@@ -160,11 +160,11 @@ class MergeSpec(Spec):
         for name in ("weights", "density", "sparsify"):
             value = getattr(self, name)
             if isinstance(value, list) and len(value) != count:
-                raise ValueError(f"merge.{name} has {len(value)} values for {count} deltas "
+                raise ValueError(f"{name} has {len(value)} values for {count} deltas "
                                  f"({', '.join(self.deltas)}); give one per delta")
         for value in self.density if isinstance(self.density, list) else [self.density]:
             if not 0 < value <= 1:
-                raise ValueError(f"merge.density {value} is outside (0, 1]: the fraction of a delta kept")
+                raise ValueError(f"density {value} is outside (0, 1]: the fraction of a delta kept")
         return self
 
 

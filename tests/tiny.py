@@ -29,12 +29,13 @@ def build_tokenizer(corpus: list[str]) -> PreTrainedTokenizerFast:
     return wrapped
 
 
-def build_model(folder: Path, corpus: list[str], seed: int = 0) -> Path:
-    """Save a 2-layer random Llama (hidden 64) and its tokenizer to `folder` as safetensors."""
+def build_model(folder: Path, corpus: list[str], seed: int = 0, hidden_size: int = 64) -> Path:
+    """Save a 2-layer random Llama (hidden 64 by default) and its tokenizer to `folder` as safetensors."""
     import torch
 
     tokenizer = build_tokenizer(corpus)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+    width = {"hidden_size": hidden_size, "intermediate_size": 2 * hidden_size}
+    config = LlamaConfig(vocab_size=len(tokenizer), **width,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
                          eos_token_id=tokenizer.eos_token_id, bos_token_id=None, tie_word_embeddings=False)
@@ -42,6 +43,13 @@ def build_model(folder: Path, corpus: list[str], seed: int = 0) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def paths_demo(name: str) -> Path:
+    """A file of the project's demo data."""
+    from paft_core.paths import DEMO_DATA
+
+    return DEMO_DATA / name
 
 
 def corpus_from(*jsonl: Path) -> list[str]:

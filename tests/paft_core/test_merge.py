@@ -1,0 +1,114 @@
+"""Merge methods on hand-made deltas with known answers, and against peft's merge_utils on the same data."""
+
+import pytest
+import torch
+import yaml
+from peft.utils import merge_utils
+
+from paft_core import merge
+from paft_core.config import MergeSpec, load_config
+from paft_core.errors import ConfigError
+
+D1 = torch.tensor([1.0, -2.0, 3.0, 0.0])
+D2 = torch.tensor([-2.0, 1.0, 1.0, 4.0])
+
+
+def merged(deltas, **spec):
+    recipe = merge.Recipe.from_spec(MergeSpec(deltas=[f"d{i}" for i in range(len(deltas))], **spec))
+    return merge.combine(recipe, "layers.0.q_proj.weight", deltas)
+
+
+def test_ties_elects_sign_by_total_and_takes_the_disjoint_mean():
+    result, kept = merged([D1, D2], method="ties", density=1.0)
+    assert torch.equal(result, torch.tensor([-2.0, -2.0, 2.0, 4.0]))
+    assert [mask.tolist() for mask in kept] == [[False, True, True, False], [True, False, True, True]]
+
+
+def test_ties_elects_sign_by_frequency():
+    result, _ = merged([D1, D2], method="ties", density=1.0, majority_sign="frequency")
+    assert torch.equal(result, torch.tensor([1.0, 1.0, 2.0, 4.0]))
+
+
+def test_ties_trims_before_electing_and_weights_after():
+    trimmed, _ = merged([D1, D2], method="ties", density=0.5)
+    assert torch.equal(trimmed, torch.tensor([-2.0, -2.0, 3.0, 4.0]))
+    weighted, _ = merged([D1, D2], method="ties", density=1.0, weights=[2.0, 1.0])
+    assert torch.equal(weighted, torch.tensor([-2.0, -4.0, 3.5, 4.0]))
+
+
+def test_per_delta_sparsifiers_keep_the_sft_delta_as_trained():
+    result, kept = merged([D1, D2], method="ties", density=0.5, sparsify=["keep", "magnitude"])
+    assert torch.equal(result, torch.tensor([-2.0, -2.0, 3.0, 4.0]))
+    assert kept[0].tolist() == [False, True, True, False]
+
+
+def test_linear_averages_and_task_arithmetic_sums_with_lambda():
+    linear, _ = merged([D1, D2], method="linear", weights=[3.0, 1.0])
+    assert torch.allclose(linear, (3 * D1 + D2) / 4)
+    summed, _ = merged([D1, D2], method="task_arithmetic", weights=[0.5, 2.0], **{"lambda": 0.1})
+    assert torch.allclose(summed, 0.1 * (0.5 * D1 + 2 * D2))
+
+
+def test_density_one_ties_of_one_delta_is_the_identity():
+    delta = torch.randn(32, 16)
+    result, _ = merged([delta], method="ties", density=1.0)
+    assert torch.equal(result, delta)
+
+
+@pytest.mark.parametrize("method", ["ties", "task_arithmetic"])
+def test_matches_peft_merge_utils_on_the_same_tensors(method):
+    torch.manual_seed(3)
+    deltas = [torch.randn(48, 32) for _ in range(3)]
+    weights = [0.7, 1.3, 0.4]
+    if method == "ties":
+        reference = merge_utils.ties(deltas, torch.tensor(weights), 0.3, "frequency")
+        ours, _ = merged(deltas, method="ties", density=0.3, weights=weights, majority_sign="frequency")
+    else:
+        reference = merge_utils.task_arithmetic(deltas, torch.tensor(weights))
+        ours, _ = merged(deltas, method="task_arithmetic", weights=weights)
+    assert torch.allclose(ours, reference, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["dare_ties", "dare_linear"])
+def test_dare_methods_match_peft_given_the_same_draws(method, monkeypatch):
+    torch.manual_seed(4)
+    deltas = [torch.randn(40, 24) for _ in range(2)]
+    shared = torch.Generator().manual_seed(11)  # one stream, drawn in delta order as peft draws
+    monkeypatch.setattr(merge, "_generator", lambda *_: shared)
+    ours, _ = merged(deltas, method=method, density=0.4, weights=[1.0, 0.5])
+    torch.manual_seed(11)
+    reference = getattr(merge_utils, method)(deltas, torch.tensor([1.0, 0.5]), 0.4)
+    assert torch.allclose(ours, reference, atol=1e-6)
+
+
+def test_dare_is_seeded_per_module_not_per_call_order():
+    delta = torch.randn(16, 16)
+    recipe = merge.Recipe.from_spec(MergeSpec(method="dare_linear", deltas=["a"], density=0.5, seed=9))
+    first, _ = merge.combine(recipe, "m.weight", [delta])
+    merge.combine(recipe, "other.weight", [delta])
+    again, _ = merge.combine(recipe, "m.weight", [delta])
+    assert torch.equal(first, again)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"weights": [1.0]}, "merge: weights has 1 values for 2 deltas (sft, preference)"),
+    ({"density": 1.5}, "merge: density 1.5 is outside (0, 1]"),
+    ({"density": 0}, "merge: density 0.0 is outside (0, 1]"),
+    ({"sparsify": ["keep"]}, "merge: sparsify has 1 values for 2 deltas"),
+    ({"method": "slerp"}, "merge.method: Input should be 'linear', 'task_arithmetic', 'ties', 'dare_linear'"),
+    ({"preset": "nope"}, "merge: preset 'nope' unknown; valid: paft-ties, ties"),
+])
+def test_bad_recipes_are_one_line_errors_naming_the_field(tmp_path, fields, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"merge": fields}))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"{path}: merge")
+
+
+def test_presets_fill_what_the_spec_leaves_out():
+    spec = MergeSpec(preset="paft-ties", density=0.3)
+    recipe = merge.Recipe.from_spec(spec)
+    assert (recipe.method, recipe.sparsifiers) == ("ties", ("keep", "magnitude"))
+    assert recipe.densities == (0.3, 0.3)
