@@ -40,7 +40,25 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("config", type=Path, help="pipeline spec (YAML); its `merge:` section is the recipe")
     merge.add_argument("--out", type=Path, help="output folder (default: .paft/stages/merge-<hash>)")
     merge.set_defaults(handler=_merge)
+    _add_eval(commands)
     return parser
+
+
+def _add_eval(commands) -> None:
+    evaluate = commands.add_parser("eval", help="score a model on the Open LLM Leaderboard suites (lm-eval)")
+    evaluate.add_argument("config", type=Path, help="pipeline spec (YAML); its `evaluation` block")
+    which = evaluate.add_mutually_exclusive_group()
+    which.add_argument("--model", type=Path, help="a model folder, e.g. a merged model (default: the base)")
+    which.add_argument("--adapter", type=Path, help="a PEFT adapter folder, scored on the spec's base")
+    evaluate.add_argument("--suite", dest="suites", action="append", help="open_llm_v1 or open_llm_v2")
+    evaluate.add_argument("--benchmarks", help="comma-separated subset, e.g. arc,gsm8k")
+    evaluate.add_argument("--source", help="hub (real datasets) or offline (project-made twins, so labelled)")
+    evaluate.add_argument("--quick", action="store_const", const="quick", dest="profile",
+                          help="the quick profile: a CPU demo (≤1 shot, 20 items), labelled quick")
+    evaluate.add_argument("--limit", type=int, help="first N items of each benchmark task")
+    evaluate.add_argument("--out", type=Path, help="output folder, one sub-folder per suite "
+                          "(default: .paft/stages/eval-<suite>-<hash>)")
+    evaluate.set_defaults(handler=_eval)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -81,6 +99,21 @@ def _merge(args: argparse.Namespace) -> None:
     out = merging.run(load_config(args.config), args.out)
     print(f"paft: merged model in {out / 'model'}, report in {out / 'report.json'}", flush=True)
 
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from paft_core.config import load_config
+    from paft_core.evaluation import runner, target
+
+    benchmarks = args.benchmarks.split(",") if args.benchmarks else None
+    spec = runner.with_overrides(load_config(args.config), suites=args.suites, benchmarks=benchmarks,
+                                 source=args.source, profile=args.profile, limit=args.limit)
+    if args.adapter:
+        model = target.adapter(args.adapter, spec.model)
+    else:
+        model = target.folder(args.model, spec.model) if args.model else target.base(spec.model)
+    for key, value in runner.evaluate(spec, model, args.out).items():
+        print(f"paft: {key} = {value:.2f}")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -183,6 +183,7 @@ class EvalSpec(Spec):
     source: Literal["hub", "offline"] = "hub"  # offline: project-made twins in data/eval/, labelled offline
     profile: Literal["full", "quick"] = "full"  # quick: CPU demo, labelled so (≤1 shot, 20 items, short gens)
     limit: int | None = Field(None, gt=0)  # first N items of each benchmark task; None: all (quick: 20)
+    max_gen_toks: int | None = Field(None, gt=0)  # cap on generated tokens; None: per benchmark (quick: 256)
     chat_template: bool = False  # v2 only: apply the model's chat template, few-shot as multi-turn
     backend: Literal["hf", "vllm"] = "hf"  # vllm: faster generation on GPU; needs the vllm package
     batch_size: int | Literal["auto"] = 1  # the leaderboard ran 1 per GPU; padding moves scores a bit

@@ -99,3 +99,24 @@ def log_merge(out: Path, summary: dict[str, float]) -> None:
         mlflow.log_artifact(str(out / "model" / name), artifact_path="model")
     if (out / "lora").is_dir():
         mlflow.log_artifacts(str(out / "lora"), artifact_path="lora")
+
+
+def log_params(params: dict) -> None:
+    """Log a nested dict as prefixed, dotted params of the active run (values known only after work)."""
+    mlflow.log_params(flatten(params, PARAM_PREFIX))
+
+
+def log_metrics(metrics: dict[str, float]) -> None:
+    """Log final metrics of the active run."""
+    mlflow.log_metrics(metrics)
+
+
+def log_table(rows: list[dict], artifact_file: str) -> None:
+    """Log rows of equal keys as an MLflow table artifact (shown as a table in the UI)."""
+    columns = {key: [row[key] for row in rows] for key in rows[0]} if rows else {}
+    mlflow.log_table(data=columns, artifact_file=artifact_file)
+
+
+def log_file(path: Path, artifact_path: str) -> None:
+    """Upload one file as an artifact of the active run."""
+    mlflow.log_artifact(str(path), artifact_path=artifact_path)

@@ -132,3 +132,8 @@ def select(names: list[str], benchmarks: list[str] | None) -> list[Suite]:
     cut = [Suite(s.name, tuple(b for b in s.benchmarks if b.name in benchmarks), s.task_dirs, s.chat_template)
            for s in chosen]
     return [s for s in cut if s.benchmarks]
+
+# The quick profile: a CPU demo, not a score. Every key it writes carries "-quick".
+QUICK_LIMIT = 20  # items per benchmark task, unless `limit` says otherwise
+QUICK_MAX_SHOTS = 1
+QUICK_MAX_GEN_TOKS = 256  # IFEval asks for 1280 and MATH for 1024 tokens; small models rarely stop early

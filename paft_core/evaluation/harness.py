@@ -1,0 +1,109 @@
+"""One lm-eval call per suite: the settings after the profile, model arguments, results on disk."""
+
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from paft_core import paths
+from paft_core.config import EvalSpec
+from paft_core.errors import ConfigError
+from paft_core.evaluation import offline, suites
+from paft_core.evaluation.suites import Suite
+from paft_core.evaluation.target import Target
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How one suite runs, with the profile applied: the settings half of the cache key."""
+
+    source: str
+    profile: str
+    limit: int | None
+    max_shots: int | None
+    max_gen_toks: int | None
+    chat_template: bool
+    backend: str
+    batch_size: int | str
+    dtype: str
+    bootstrap_iters: int
+    seed: int
+
+
+def settings(spec: EvalSpec, suite: Suite) -> Settings:
+    """The suite's settings from the spec; the quick profile caps items, shots and generation length."""
+    quick = spec.profile == "quick"
+    return Settings(
+        source=spec.source, profile=spec.profile,
+        limit=spec.limit or (suites.QUICK_LIMIT if quick else None),
+        max_shots=suites.QUICK_MAX_SHOTS if quick else None,
+        max_gen_toks=spec.max_gen_toks or (suites.QUICK_MAX_GEN_TOKS if quick else None),
+        chat_template=spec.chat_template and suite.chat_template,
+        backend=spec.backend, batch_size=spec.batch_size, dtype=spec.dtype,
+        bootstrap_iters=spec.bootstrap_iters, seed=spec.seed)
+
+
+def label(suite: Suite, how: Settings) -> str:
+    """The suite's name in every key, table and file: offline and quick results say so."""
+    source = "-offline" if how.source == "offline" else ""
+    return f"{suite.name}{source}{'-quick' if how.profile == 'quick' else ''}"
+
+
+def check_backend(spec: EvalSpec, target: Target) -> None:
+    """Refuse a vllm run that cannot start, before any model loads."""
+    if spec.backend != "vllm":
+        return
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError("evaluation.backend 'vllm' needs the vllm package (pip install vllm); or use 'hf'")
+    if target.adapter is not None:
+        raise ConfigError("evaluation.backend 'vllm' scores model folders: merge the adapter, or use 'hf'")
+
+
+def run(suite: Suite, how: Settings, target: Target, spec: EvalSpec, log_samples: bool) -> dict:
+    """Evaluate `target` on `suite` with lm-eval; return simple_evaluate's result dict."""
+    if how.source == "offline":  # datasets reads these at import: set before lm_eval imports it
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    root = Path(lm_eval.__file__).parent / "tasks"
+    # Only the suite's folders: indexing all of lm-eval's 14k task configs costs ~10 s.
+    manager = TaskManager(include_path=[str(root / d) for d in suite.task_dirs], include_defaults=False)
+    device = spec.device or _default_device()
+    cache = paths.home() / "lm_eval_cache" / target.fingerprint[:16] if spec.request_cache else None
+    return lm_eval.simple_evaluate(
+        model=how.backend, model_args=_model_args(target, how),
+        tasks=[offline.group(suite, how.source, how.max_shots)], task_manager=manager,
+        limit=how.limit, batch_size=how.batch_size, device=device,
+        use_cache=str(cache) if cache else None,  # lm-eval's keys omit the model: one cache per fingerprint
+        bootstrap_iters=how.bootstrap_iters, log_samples=log_samples,
+        apply_chat_template=how.chat_template, fewshot_as_multiturn=how.chat_template,
+        gen_kwargs={"max_gen_toks": how.max_gen_toks} if how.max_gen_toks else None, random_seed=how.seed)
+
+
+def write(results: dict, folder: Path, extra: dict) -> None:
+    """Write lm-eval's results (plus `extra` labels) as results.json, its samples as samples/<task>.jsonl."""
+    from lm_eval.utils import handle_non_serializable
+
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = {key: value for key, value in results.items() if key != "samples"} | extra
+    (folder / "results.json").write_text(json.dumps(summary, indent=2, default=handle_non_serializable))
+    for task, rows in results.get("samples", {}).items():
+        lines = (json.dumps(row, default=handle_non_serializable, ensure_ascii=False) + "\n" for row in rows)
+        (folder / "samples").mkdir(exist_ok=True)
+        (folder / "samples" / f"{task}.jsonl").write_text("".join(lines))
+
+
+def _model_args(target: Target, how: Settings) -> dict:
+    args = {"pretrained": str(target.path), "dtype": how.dtype}
+    if target.adapter is not None:
+        args["peft"] = str(target.adapter)
+    return args
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
