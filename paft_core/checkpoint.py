@@ -30,6 +30,7 @@ class Entry:
     file: Path
     dtype: str
     shape: tuple[int, ...]
+    start: int = 0  # byte offset of the data in `file`
 
     @property
     def nbytes(self) -> int:
@@ -79,12 +80,17 @@ def _header(file: Path) -> dict[str, Entry]:
         (length,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(length))
     header.pop("__metadata__", None)
-    return {name: Entry(file, meta["dtype"], tuple(meta["shape"])) for name, meta in header.items()}
+    data = 8 + length
+    return {name: Entry(file, meta["dtype"], tuple(meta["shape"]), data + meta["data_offsets"][0])
+            for name, meta in header.items()}
 
 
-def write(folder: Path, layout: dict[str, Entry], tensors: Iterator[tuple[str, torch.Tensor]],
+def write(folder: Path, layout: dict[str, Entry], tensors: Iterator[tuple[str, torch.Tensor | Entry]],
           shard_bytes: int = 5 << 30, on_tensor: Callable[[str], None] | None = None) -> list[str]:
-    """Stream named tensors into HF-style shards of at most `shard_bytes`; return the shard names."""
+    """Stream named tensors into HF-style shards of at most `shard_bytes`; return the shard names.
+
+    A value that is an Entry of another checkpoint is copied byte for byte, in blocks, never loaded whole.
+    """
     shards = _plan_shards(layout, shard_bytes)
     names = [_shard_name(index, len(shards)) for index in range(len(shards))]
     weight_map = {}
@@ -92,8 +98,11 @@ def write(folder: Path, layout: dict[str, Entry], tensors: Iterator[tuple[str, t
         with (folder / shard_name).open("wb") as handle:
             handle.write(_encode_header({name: layout[name] for name in members}))
             for expected in members:
-                name, tensor = next(tensors)
-                _write_tensor(handle, name, expected, layout[name], tensor)
+                name, value = next(tensors)
+                if isinstance(value, Entry):
+                    _copy_bytes(handle, name, expected, layout[name], value)
+                else:
+                    _write_tensor(handle, name, expected, layout[name], value)
                 weight_map[name] = shard_name
                 if on_tensor:
                     on_tensor(name)
@@ -110,7 +119,21 @@ def _write_tensor(handle, name: str, expected: str, entry: Entry, tensor: torch.
         raise ValueError(f"tensor {name} {tuple(tensor.shape)} {tensor.dtype} does not match the header's "
                          f"{expected} {entry.shape} {entry.dtype}")
     data = tensor.detach().cpu().contiguous().reshape(-1)
-    handle.write(data.view(torch.uint8).numpy().tobytes())
+    handle.write(data.view(torch.uint8).numpy())  # the buffer itself: no copy of a large tensor
+
+
+def _copy_bytes(handle, name: str, expected: str, entry: Entry, source: Entry) -> None:
+    """Append a tensor's bytes straight from its source file, 16 MiB at a time."""
+    if name != expected or (source.dtype, source.shape) != (entry.dtype, entry.shape):
+        raise ValueError(f"tensor {name} {source.shape} {source.dtype} does not match the header's "
+                         f"{expected} {entry.shape} {entry.dtype}")
+    with source.file.open("rb") as origin:
+        origin.seek(source.start)
+        left = source.nbytes
+        while left:
+            block = origin.read(min(left, 16 << 20))
+            handle.write(block)
+            left -= len(block)
 
 
 def _plan_shards(layout: dict[str, Entry], shard_bytes: int) -> list[list[str]]:

@@ -6,11 +6,11 @@ PiSSA-style inits that rewrite the base, …) are refused rather than merged wro
 """
 
 import json
+import re
 from pathlib import Path
 from typing import Protocol
 
 import torch
-from peft.utils.other import get_pattern_key
 
 from paft_core.checkpoint import Reader
 from paft_core.errors import DataError
@@ -70,8 +70,9 @@ class LoraDelta:
     def scale(self, module: str, rank: int) -> float:
         """peft's LoRA scaling for one module, honouring alpha_pattern and rsLoRA."""
         patterns = self.config.get("alpha_pattern") or {}
-        key = get_pattern_key(patterns.keys(), module) if patterns else None
-        alpha = patterns.get(key, self.config["lora_alpha"]) if key else self.config["lora_alpha"]
+        # peft's rule (utils.other.get_pattern_key): the first key that matches the name's tail
+        key = next((key for key in patterns if re.match(rf"(.*\.)?({key})$", module)), None)
+        alpha = patterns[key] if key else self.config["lora_alpha"]
         return alpha / rank**0.5 if self.config.get("use_rslora") else alpha / rank
 
     def check_finite(self) -> None:

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 PREFIX = "base_model.model."
+EMBEDDINGS = ("embed_tokens.weight", "lm_head.weight", "wte.weight", "wpe.weight")
 
 
 class Exporter:
@@ -22,6 +23,10 @@ class Exporter:
         self.factors: dict[str, torch.Tensor] = {}
         self.errors: dict[str, float] = {}
         self.error_sq = self.norm_sq = 0.0
+
+    def covers(self, name: str, merged: torch.Tensor) -> bool:
+        """Linear weights only: peft's LoRA for embeddings and norms has other tensors and math."""
+        return merged.dim() == 2 and not name.endswith(EMBEDDINGS)
 
     def add(self, name: str, merged: torch.Tensor) -> None:
         """Factor one module's merged ΔW (out × in) as B (out × r) · A (r × in)."""

@@ -20,6 +20,7 @@ from paft_core.lora_export import Exporter
 from paft_core.merge import Recipe, combine
 from paft_core.model_card import write_card
 from paft_core.report import Collector
+from paft_core.sparsify import Magnitudes
 
 BRANCHES = ("sft", "preference")
 WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -79,23 +80,27 @@ def _merge(spec: PipelineRun, base: models.ResolvedModel, reader: checkpoint.Rea
 
 def _merged_tensors(reader: checkpoint.Reader, opened: list, recipe: Recipe, collector: Collector,
                     exporter: Exporter | None):
-    """Yield (name, tensor) for every base tensor in order: merged where a delta changes it, else as is."""
-    targets = set().union(*(delta.targets() for delta in opened))
+    """Yield (name, value) for every base tensor in order: merged where a delta changes it, else as is."""
+    changes = [set(delta.targets()) for delta in opened]
     for name in reader.names():
+        if not any(name in changed for changed in changes):
+            yield name, reader.entries[name]  # copied byte for byte, never loaded
+            continue
         tensor = reader.get(name)
-        if name in targets:
-            raw = [_finite(delta, name, delta.delta(name, tensor)) for delta in opened]
-            merged, kept = combine(recipe, name, raw)
-            collector.add(name, raw, kept)
-            if exporter:
-                exporter.add(name, merged)
-            tensor = (tensor.float() + merged).to(tensor.dtype)
-        yield name, tensor
+        raw = [_finite(delta, name, delta.delta(name, tensor)) if name in changed
+               else torch.zeros_like(tensor, dtype=torch.float32)  # e.g. a norm only a full fine-tune moved
+               for delta, changed in zip(opened, changes, strict=True)]
+        magnitudes = [Magnitudes(delta) for delta in raw]
+        merged, kept = combine(recipe, name, raw, magnitudes)
+        collector.add(name, raw, magnitudes, kept)
+        if exporter and exporter.covers(name, merged):
+            exporter.add(name, merged)
+        yield name, (tensor.float() + merged).to(tensor.dtype)
 
 
 def _finite(delta, name: str, value: torch.Tensor) -> torch.Tensor:
-    """Refuse a delta that holds NaN or Inf (a full checkpoint can only be checked as it streams)."""
-    if not torch.isfinite(value).all():
+    """Refuse a delta that holds NaN or Inf (LoRA factors were checked up front; a checkpoint streams)."""
+    if isinstance(delta, deltas.FullDelta) and not torch.isfinite(value).all():
         raise DataError(f"{delta.path}: delta '{delta.label}' holds NaN or Inf in {name}")
     return value
 

@@ -1,5 +1,6 @@
 """PNG plots of a merge report, for people: per-layer density heat maps and magnitude histograms."""
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -39,12 +40,16 @@ def density_heatmap(report: dict, path: Path) -> Path | None:
 
 
 def magnitude_histograms(report: dict, path: Path) -> Path:
-    """Histogram of log10|x| over the non-zero entries of each delta, overlaid."""
-    edges = report["histograms"]["log10_edges"]
+    """Histogram of log10|x| over the non-zero entries of each delta (one bin per power of two), overlaid."""
     figure, axis = plt.subplots(figsize=(7, 4))
     for label in report["labels"]:
-        counts = report["histograms"][label]
-        axis.stairs(counts, edges, label=label)
+        counts = report["histograms"][label][1:]  # bin 0: zeros and denormals
+        used = [index for index, count in enumerate(counts) if count]
+        if not used:
+            continue
+        first, last = used[0], used[-1] + 1
+        edges = [(exponent - 126) * math.log10(2) for exponent in range(first, last + 1)]
+        axis.stairs(counts[first:last], edges, label=label)
     axis.set(xlabel="log10 |ΔW|", ylabel="entries", yscale="log", title="Delta magnitudes")
     axis.legend()
     figure.tight_layout()

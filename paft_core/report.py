@@ -13,11 +13,11 @@ from itertools import combinations
 
 import torch
 
-from paft_core.sparsify import kth_largest_magnitude
+from paft_core.sparsify import Magnitudes
 from paft_core.sparsity import REL_THRESHOLDS
 
 TOPK = 0.1
-HISTOGRAM = (-10.0, 0.0, 50)  # log10|x| from, to, bins
+EXPONENTS = 256  # float32 exponents: the magnitude histogram has one bin per power of two
 LAYER = re.compile(r"layers\.(\d+)\.(.+?)\.weight$")
 
 
@@ -28,18 +28,19 @@ class Collector:
         self.labels = labels
         self.modules: dict[str, dict] = {}
         self.totals: dict[str, float] = defaultdict(float)
-        self.histograms = {label: torch.zeros(HISTOGRAM[2], dtype=torch.float64) for label in labels}
+        self.histograms = {label: torch.zeros(EXPONENTS, dtype=torch.int64) for label in labels}
 
-    def add(self, module: str, deltas: list[torch.Tensor], kept: list[torch.Tensor]) -> None:
+    def add(self, module: str, deltas: list[torch.Tensor], magnitudes: list[Magnitudes],
+            kept: list[torch.Tensor]) -> None:
         """Record one module's raw deltas and the masks of entries the merge kept from each."""
-        counts, magnitudes = {}, [delta.abs() for delta in deltas]
-        for label, magnitude, mask in zip(self.labels, magnitudes, kept, strict=True):
-            counts.update({f"{label}/{key}": value for key, value in _delta_counts(magnitude, mask).items()})
-            self.histograms[label] += _log_histogram(magnitude)
-        for (i, a), (j, b) in combinations(enumerate(deltas), 2):
+        counts = {}
+        for label, mags, mask in zip(self.labels, magnitudes, kept, strict=True):
+            counts.update({f"{label}/{key}": value for key, value in _delta_counts(mags, mask).items()})
+            self.histograms[label] += mags.histogram.view(EXPONENTS, -1).sum(1)
+        for i, j in combinations(range(len(deltas)), 2):
             pair = f"{self.labels[i]}_vs_{self.labels[j]}"
-            counts.update({f"{pair}/{key}": value
-                           for key, value in _pair_counts(a, b, magnitudes[i], magnitudes[j]).items()})
+            figures = _pair_counts(deltas[i], deltas[j], magnitudes[i], magnitudes[j])
+            counts.update({f"{pair}/{key}": value for key, value in figures.items()})
         for key, value in counts.items():
             self.totals[key] += value
         self.modules[module] = _ratios(counts, self.labels)
@@ -49,33 +50,31 @@ class Collector:
         return _ratios(self.totals, self.labels)
 
     def to_dict(self) -> dict:
-        """Everything, for the JSON report."""
-        edges = torch.linspace(HISTOGRAM[0], HISTOGRAM[1], HISTOGRAM[2] + 1).tolist()
+        """Everything, for the JSON report; histogram bin e holds 2^(e-127) ≤ |x| < 2^(e-126), bin 0 zeros."""
         return {"labels": self.labels, "topk": TOPK, "rel_thresholds": list(REL_THRESHOLDS),
                 "overall": self.summary(), "modules": self.modules,
-                "histograms": {"log10_edges": edges,
-                               **{label: hist.tolist() for label, hist in self.histograms.items()}}}
+                "histograms": {label: hist.tolist() for label, hist in self.histograms.items()}}
 
 
-def _delta_counts(magnitude: torch.Tensor, kept: torch.Tensor) -> dict[str, float]:
-    """Raw sums for one delta of one module."""
-    peak = float(magnitude.max()) if magnitude.numel() else 0.0
-    counts = {"numel": magnitude.numel(), "nonzero": int((magnitude > 0).sum()),
-              "l1": float(magnitude.sum()), "l2sq": float(magnitude.square().sum()),
-              "kept": int((kept & (magnitude > 0)).sum()), "kept_l1": float(magnitude[kept].sum())}
+def _delta_counts(mags: Magnitudes, kept: torch.Tensor) -> dict[str, float]:
+    """Raw sums for one delta of one module (kept masks never hold zeros of the delta)."""
+    flat = mags.abs.reshape(-1)
+    peak = float(flat.max()) if flat.numel() else 0.0
+    counts = {"numel": flat.numel(), "nonzero": int(torch.count_nonzero(flat)), "l1": float(flat.sum()),
+              "l2sq": float(torch.dot(flat, flat)), "kept": int(torch.count_nonzero(kept)),
+              "kept_l1": float(torch.dot(flat, kept.reshape(-1).float()))}
     for rel in REL_THRESHOLDS:
-        counts[f"above_rel{rel:g}"] = int((magnitude > rel * peak).sum())
+        counts[f"above_rel{rel:g}"] = int(torch.count_nonzero(flat > rel * peak))
     return counts
 
 
-def _pair_counts(a: torch.Tensor, b: torch.Tensor, abs_a: torch.Tensor, abs_b: torch.Tensor) -> dict:
+def _pair_counts(a: torch.Tensor, b: torch.Tensor, mags_a: Magnitudes, mags_b: Magnitudes) -> dict:
     """Raw sums for one pair of deltas of one module."""
-    both = (a != 0) & (b != 0)
+    product = a * b
     k = max(1, int(TOPK * a.numel()))
-    top_a = abs_a >= kth_largest_magnitude(a, k)
-    top_b = abs_b >= kth_largest_magnitude(b, k)
-    return {"both": int(both.sum()), "conflicts": int((both & (a.sign() != b.sign())).sum()),
-            "dot": float((a * b).sum()), "topk": k, "topk_shared": int((top_a & top_b).sum())}
+    return {"both": int(torch.count_nonzero(product)), "conflicts": int(torch.count_nonzero(product < 0)),
+            "dot": float(product.sum()), "topk": k,
+            "topk_shared": int(torch.count_nonzero(mags_a.top(TOPK) & mags_b.top(TOPK)))}
 
 
 def _ratios(counts: dict[str, float], labels: list[str]) -> dict[str, float]:
@@ -97,13 +96,6 @@ def _ratios(counts: dict[str, float], labels: list[str]) -> dict[str, float]:
         out[f"{pair}/sign_conflict"] = counts[f"{pair}/conflicts"] / max(counts[f"{pair}/both"], 1)
         out[f"{pair}/topk_overlap"] = counts[f"{pair}/topk_shared"] / counts[f"{pair}/topk"]
     return out
-
-
-def _log_histogram(magnitude: torch.Tensor) -> torch.Tensor:
-    """Counts of log10|x| over the non-zero entries, clamped into the histogram's range."""
-    low, high, bins = HISTOGRAM
-    logs = magnitude[magnitude > 0].log10().clamp(low, high)
-    return torch.histc(logs, bins=bins, min=low, max=high).double()
 
 
 def layer_grid(modules: dict[str, dict], key: str) -> tuple[list[str], list[list[float]]]:

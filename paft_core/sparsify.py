@@ -20,29 +20,44 @@ HIGH_BITS = 1 << 15  # |x| as int32 has a zero sign bit: 15 high bits after a 16
 LOW_BITS = 1 << 16
 
 
-def magnitude(delta: torch.Tensor, density: float) -> torch.Tensor:
-    """Zero all but the int(density·n) largest-magnitude entries (all entries tied at the cut are kept)."""
+class Magnitudes:
+    """|x| of one tensor and a histogram of its float bits: k-th largest values at the cost of one bincount.
+
+    Non-negative float32 values sort like their int32 bit patterns, so a histogram of the top 16 bits
+    locates the k-th largest value's bucket, and a second histogram inside that bucket gives it exactly.
+    The first histogram doubles as a log-scale magnitude histogram (8 exponent + 7 mantissa bits).
+    """
+
+    def __init__(self, delta: torch.Tensor):
+        self.abs = delta.detach().float().abs()
+        self.bits = self.abs.reshape(-1).view(torch.int32)
+        self.high = self.bits >> 16
+        self.histogram = torch.bincount(self.high, minlength=HIGH_BITS)
+        self.at_or_below = self.histogram.cumsum(0)
+
+    def kth_largest(self, k: int) -> torch.Tensor:
+        """The k-th largest |x| (1 ≤ k ≤ n), exactly."""
+        count = self.bits.numel()
+        bucket = int(torch.searchsorted(self.at_or_below, count - k, right=True))
+        above = count - int(self.at_or_below[bucket])
+        low = self.bits[self.high == bucket] & (LOW_BITS - 1)
+        low_at_or_below = torch.bincount(low, minlength=LOW_BITS).cumsum(0)
+        slot = int(torch.searchsorted(low_at_or_below, low.numel() - (k - above), right=True))
+        return torch.tensor([(bucket << 16) | slot], dtype=torch.int32).view(torch.float32)[0]
+
+    def top(self, density: float) -> torch.Tensor:
+        """Mask of the int(density·n) largest entries (all entries tied at the cut are kept)."""
+        keep = int(density * self.bits.numel())
+        if keep == 0:
+            return torch.zeros_like(self.abs, dtype=torch.bool)
+        return self.abs >= self.kth_largest(keep)
+
+
+def magnitude(delta: torch.Tensor, density: float, magnitudes: Magnitudes | None = None) -> torch.Tensor:
+    """Zero all but the int(density·n) largest-magnitude entries."""
     if density >= 1:
         return delta
-    keep = int(density * delta.numel())
-    if keep == 0:
-        return torch.zeros_like(delta)
-    return delta * (delta.abs() >= kth_largest_magnitude(delta, keep))
-
-
-def kth_largest_magnitude(delta: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th largest |x| of a float32 tensor, exactly, in two bincount passes over its bit pattern."""
-    bits = delta.detach().float().abs().reshape(-1).view(torch.int32)  # non-negative floats sort as ints
-    high = bits >> 16
-    from_top = torch.bincount(high, minlength=HIGH_BITS).flip(0).cumsum(0)
-    slot = int(torch.searchsorted(from_top, k))
-    above = int(from_top[slot - 1]) if slot else 0
-    bucket = HIGH_BITS - 1 - slot
-    low = bits[high == bucket] & (LOW_BITS - 1)
-    low_from_top = torch.bincount(low, minlength=LOW_BITS).flip(0).cumsum(0)
-    low_slot = int(torch.searchsorted(low_from_top, k - above))
-    value = (bucket << 16) | (LOW_BITS - 1 - low_slot)
-    return torch.tensor([value], dtype=torch.int32).view(torch.float32)[0]
+    return delta * (magnitudes or Magnitudes(delta)).top(density)
 
 
 def dare(delta: torch.Tensor, density: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -58,11 +73,11 @@ def keep(delta: torch.Tensor) -> torch.Tensor:
     return delta
 
 
-def apply(delta: torch.Tensor, method: Method, density: float,
-          generator: torch.Generator | None = None) -> torch.Tensor:
+def apply(delta: torch.Tensor, method: Method, density: float, generator: torch.Generator | None = None,
+          magnitudes: Magnitudes | None = None) -> torch.Tensor:
     """Dispatch on the sparsifier's name."""
     if method == "magnitude":
-        return magnitude(delta, density)
+        return magnitude(delta, density, magnitudes)
     if method == "dare":
         return dare(delta, density, generator)
     return keep(delta)

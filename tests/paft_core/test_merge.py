@@ -112,3 +112,13 @@ def test_presets_fill_what_the_spec_leaves_out():
     recipe = merge.Recipe.from_spec(spec)
     assert (recipe.method, recipe.sparsifiers) == ("ties", ("keep", "magnitude"))
     assert recipe.densities == (0.3, 0.3)
+
+
+@pytest.mark.parametrize("method", ["total", "frequency"])
+def test_sign_election_and_disjoint_mean_equal_peft(method):
+    torch.manual_seed(8)
+    stacked = torch.randn(3, 30, 20) * (torch.rand(3, 30, 20) > 0.3)
+    elected = merge.elect_signs(stacked, method)
+    assert torch.equal(elected, merge_utils.calculate_majority_sign_mask(stacked, method))
+    weighted = stacked * torch.tensor([0.5, 1.0, 2.0]).view(3, 1, 1)
+    assert torch.equal(merge.disjoint_mean(weighted, elected), merge_utils.disjoint_merge(weighted, elected))

@@ -27,7 +27,7 @@ def test_kth_largest_magnitude_is_exact_with_zeros_and_tiny_values():
     delta[::3] = 0.0
     for k in (1, 17, 1000, 2666, 4000):
         expected = delta.abs().sort(descending=True).values[k - 1]
-        assert sparsify.kth_largest_magnitude(delta, k) == expected
+        assert sparsify.Magnitudes(delta).kth_largest(k) == expected
 
 
 def test_dare_draws_what_peft_draws_with_the_same_seed_and_rescales():
