@@ -34,6 +34,7 @@ run: $(STAMP)
 	$(PAFT) train preference $(CONFIG) 2>&1 | tee .paft/preference.log; pref=$${PIPESTATUS[0]}; \
 	wait $$sft; sftrc=$$?; tail -n 3 .paft/sft.log; \
 	test $$sftrc -eq 0 -a $$pref -eq 0
+	$(PAFT) merge $(CONFIG)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,0 +1,162 @@
+"""Wall time and peak RSS of `paft merge` (TIES, density 0.5) against the floor and against peft.
+
+Usage (from the repo root, after `make run` has set up .venv; SmolLM2-135M, the embedded default):
+
+    .venv/bin/python benchmarks/merge_speed.py --repeats 3
+
+Three subjects, each in a fresh process, measured in the same run, in turn:
+- floor: read the base checkpoint and write one of the same size (safetensors load_file + save_file);
+- paft: `merging.run` on two rank-8 adapters on every linear layer (report, plots and MLflow run included);
+- peft: `add_weighted_adapter(..., "ties_svd")` + `merge_and_unload` + `save_pretrained`.
+Per subject: the process's wall time, the work's time after imports, and the process's peak RSS (wait4).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBJECTS = ("floor", "paft", "peft")
+
+
+def main() -> None:
+    """Prepare the adapters once, run every subject `repeats` times in turn, print a Markdown table."""
+    args = _arguments()
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        _child_python(["prepare", str(scratch)])
+        runs = {subject: [] for subject in SUBJECTS}
+        for repeat in range(args.repeats):
+            for subject in SUBJECTS:
+                runs[subject].append(_measure(subject, scratch, repeat))
+        base_mib = json.loads((scratch / "merge.json").read_text())["base_bytes"] / 2**20
+    _print_table(runs, base_mib)
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    return parser.parse_args()
+
+
+def _measure(subject: str, scratch: Path, repeat: int) -> dict[str, float]:
+    """Run one subject in its own process; return wall, work seconds and peak RSS in MiB."""
+    out = scratch / f"{subject}-{repeat}"
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, __file__, "--child", subject, str(scratch), str(out)],
+                               stdout=subprocess.PIPE, text=True, cwd=ROOT, env=_environment())
+    stdout = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"{subject} failed with status {status}")
+    work = json.loads(stdout.strip().splitlines()[-1])["seconds"]
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    return {"wall": wall, "work": work, "rss": usage.ru_maxrss / 1024}
+
+
+def _environment() -> dict[str, str]:
+    offline = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return {**os.environ, **offline, "PYTHONPATH": str(ROOT)}  # the project's model cache, converted once
+
+
+def _child_python(arguments: list[str]) -> None:
+    command = [sys.executable, __file__, "--child", *arguments]
+    subprocess.run(command, check=True, cwd=ROOT, env=_environment())
+
+
+def _print_table(runs: dict[str, list[dict[str, float]]], base_mib: float) -> None:
+    """Medians per subject and the ratios the targets are stated in."""
+    median = {subject: {key: statistics.median(run[key] for run in rows) for key in ("wall", "work", "rss")}
+              for subject, rows in runs.items()}
+    print("| subject | process wall (s) | work after imports (s) | peak RSS (MiB) |")
+    print("| --- | --- | --- | --- |")
+    for subject, row in median.items():
+        print(f"| {subject} | {row['wall']:.2f} | {row['work']:.2f} | {row['rss']:.0f} |")
+    floor, paft, peft = (median[subject] for subject in SUBJECTS)
+    print(f"\npaft / floor: wall {paft['wall'] / floor['wall']:.2f}×, "
+          f"work {paft['work'] / floor['work']:.2f}×")
+    print(f"peft / paft: wall {peft['wall'] / paft['wall']:.2f}×, work {peft['work'] / paft['work']:.2f}×")
+    print(f"paft peak RSS / base checkpoint ({base_mib:.0f} MiB): {paft['rss'] / base_mib:.2f}×")
+    print(f"runs per subject: {len(runs['paft'])}")
+
+
+# ---- children: each runs in a fresh interpreter ------------------------------------------------------
+
+
+def _child(subject: str, scratch: Path, out: Path | None) -> None:
+    """Run one subject and print {"seconds": work time after imports} as the last line."""
+    from paft_core import models
+    from paft_core.config import ModelSpec
+
+    base = models.resolve(ModelSpec()).path
+    work = {"prepare": _prepare, "floor": _floor, "paft": _paft, "peft": _peft}[subject]
+    seconds = work(base, scratch, out)
+    print(json.dumps({"seconds": seconds}), flush=True)
+
+
+def _prepare(base: Path, scratch: Path, _out) -> float:
+    """Two seeded rank-8 adapters on every linear layer, with B ≠ 0 as after training."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    for seed, name in enumerate(("sft", "preference")):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_pretrained(base)
+        config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False)
+        get_peft_model(model, config).save_pretrained(scratch / name)
+    recipe = {"merge": {"method": "ties", "density": 0.5, "deltas": [str(scratch / "sft"),
+                                                                      str(scratch / "preference")]}}
+    recipe["base_bytes"] = (base / "model.safetensors").stat().st_size
+    (scratch / "merge.json").write_text(json.dumps(recipe))
+    return 0.0
+
+
+def _floor(base: Path, _scratch, out: Path) -> float:
+    from safetensors.torch import load_file, save_file
+
+    started = time.perf_counter()
+    out.mkdir(parents=True)
+    save_file(load_file(base / "model.safetensors"), out / "model.safetensors", metadata={"format": "pt"})
+    return time.perf_counter() - started
+
+
+def _paft(_base, scratch: Path, out: Path) -> float:
+    from paft_core import merging
+    from paft_core.config import PipelineRun
+
+    recipe = json.loads((scratch / "merge.json").read_text())
+    tracking = {"tracking_uri": f"sqlite:///{scratch / 'mlflow.db'}", "experiment": "merge-benchmark"}
+    spec = PipelineRun.model_validate({"merge": recipe["merge"], "tracking": tracking})
+    started = time.perf_counter()
+    merging.run(spec, out)
+    return time.perf_counter() - started
+
+
+def _peft(base: Path, scratch: Path, out: Path) -> float:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    started = time.perf_counter()
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), scratch / "sft",
+                                      adapter_name="sft")
+    model.load_adapter(scratch / "preference", adapter_name="preference")
+    model.add_weighted_adapter(["sft", "preference"], [1.0, 1.0], "merged", combination_type="ties_svd",
+                               density=0.5)
+    model.set_adapter("merged")
+    model.merge_and_unload(adapter_names=["merged"]).save_pretrained(out)
+    return time.perf_counter() - started
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        _child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]) if len(sys.argv) > 4 else None)
+    else:
+        main()
