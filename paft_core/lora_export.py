@@ -28,16 +28,21 @@ class Exporter:
         """Linear weights only: peft's LoRA for embeddings and norms has other tensors and math."""
         return merged.dim() == 2 and not name.endswith(EMBEDDINGS)
 
-    def add(self, name: str, merged: torch.Tensor) -> None:
-        """Factor one module's merged ΔW (out × in) as B (out × r) · A (r × in)."""
+    def factor(self, name: str, merged: torch.Tensor) -> tuple:
+        """Factor one module's merged ΔW (out × in) as B (out × r) · A (r × in) (pure: thread-safe)."""
         u, s, vh = torch.linalg.svd(merged.float(), full_matrices=False)
         rank = min(self.rank, s.numel())
         root = s[:rank].sqrt()
-        module = name.removesuffix(".weight")
         lora_b, lora_a = u[:, :rank] * root, root[:, None] * vh[:rank]
-        self.factors[f"{PREFIX}{module}.lora_A.weight"] = _pad(lora_a, self.rank, 0).contiguous()
-        self.factors[f"{PREFIX}{module}.lora_B.weight"] = _pad(lora_b, self.rank, 1).contiguous()
-        error_sq, norm_sq = float(s[rank:].square().sum()), float(s.square().sum())
+        return (name.removesuffix(".weight"), _pad(lora_a, self.rank, 0).contiguous(),
+                _pad(lora_b, self.rank, 1).contiguous(), float(s[rank:].square().sum()),
+                float(s.square().sum()))
+
+    def record(self, factored: tuple) -> None:
+        """Keep one module's factors and add its error to the totals."""
+        module, lora_a, lora_b, error_sq, norm_sq = factored
+        self.factors[f"{PREFIX}{module}.lora_A.weight"] = lora_a
+        self.factors[f"{PREFIX}{module}.lora_B.weight"] = lora_b
         self.errors[module] = math.sqrt(error_sq / norm_sq) if norm_sq else 0.0
         self.error_sq += error_sq
         self.norm_sq += norm_sq

@@ -30,19 +30,26 @@ class Collector:
         self.totals: dict[str, float] = defaultdict(float)
         self.histograms = {label: torch.zeros(EXPONENTS, dtype=torch.int64) for label in labels}
 
-    def add(self, module: str, deltas: list[torch.Tensor], magnitudes: list[Magnitudes],
-            kept: list[torch.Tensor]) -> None:
-        """Record one module's raw deltas and the masks of entries the merge kept from each."""
-        counts = {}
+    def measure(self, deltas: list[torch.Tensor], magnitudes: list[Magnitudes],
+                kept: list[torch.Tensor]) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        """One module's raw sums and magnitude histograms (pure: safe to run in worker threads)."""
+        counts, histograms = {}, {}
         for label, mags, mask in zip(self.labels, magnitudes, kept, strict=True):
             counts.update({f"{label}/{key}": value for key, value in _delta_counts(mags, mask).items()})
-            self.histograms[label] += mags.histogram.view(EXPONENTS, -1).sum(1)
+            histograms[label] = mags.histogram.view(EXPONENTS, -1).sum(1)
         for i, j in combinations(range(len(deltas)), 2):
             pair = f"{self.labels[i]}_vs_{self.labels[j]}"
             figures = _pair_counts(deltas[i], deltas[j], magnitudes[i], magnitudes[j])
             counts.update({f"{pair}/{key}": value for key, value in figures.items()})
+        return counts, histograms
+
+    def record(self, module: str, measured: tuple[dict[str, float], dict[str, torch.Tensor]]) -> None:
+        """Add one module's measurement to the totals, in checkpoint order (sums stay reproducible)."""
+        counts, histograms = measured
         for key, value in counts.items():
             self.totals[key] += value
+        for label, histogram in histograms.items():
+            self.histograms[label] += histogram
         self.modules[module] = _ratios(counts, self.labels)
 
     def summary(self) -> dict[str, float]:
