@@ -1,6 +1,7 @@
 """The `paft` command: each stage runs in its own process, with user errors as one line."""
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -41,7 +42,32 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--out", type=Path, help="output folder (default: .paft/stages/merge-<hash>)")
     merge.set_defaults(handler=_merge)
     _add_eval(commands)
+    run = commands.add_parser("run", help="run the whole pipeline as a Prefect flow (ephemeral API "
+                              "unless PREFECT_API_URL is set)")
+    run.add_argument("config", type=Path, help="pipeline spec (YAML)")
+    run.set_defaults(handler=_run)
+    _add_servers(commands)
     return parser
+
+
+def _result(values: dict) -> None:
+    """Hand a stage's result to the Prefect task that started it (PAFT_RESULT_FILE), as JSON."""
+    target = os.environ.get("PAFT_RESULT_FILE")
+    if target:
+        Path(target).write_text(json.dumps(values))
+
+
+def _run(args: argparse.Namespace) -> None:
+    from paft_core.config import load_config
+    from paft_core.paths import PROJECT_ROOT
+
+    spec = load_config(args.config)  # a bad spec fails here, before Prefect starts
+    sys.path.insert(0, str(PROJECT_ROOT))  # flows/ and tasks/ live beside the package, not in it
+    from flows.paft import paft_flow
+
+    summary = paft_flow(spec)
+    for key, value in summary.items():
+        print(f"paft: {key} = {value:.4g}")
 
 
 def _add_eval(commands) -> None:
@@ -71,6 +97,7 @@ def _train(args: argparse.Namespace) -> None:
         from paft_core.training import preference as branch
     out = branch.train(spec, args.out)
     print(f"paft: {args.branch} adapter in {out / 'adapter'}", flush=True)
+    _result({"folder": str(out)})
 
 
 def _model(args: argparse.Namespace) -> None:
@@ -98,6 +125,7 @@ def _merge(args: argparse.Namespace) -> None:
 
     out = merging.run(load_config(args.config), args.out)
     print(f"paft: merged model in {out / 'model'}, report in {out / 'report.json'}", flush=True)
+    _result({"folder": str(out)})
 
 
 
@@ -112,8 +140,51 @@ def _eval(args: argparse.Namespace) -> None:
         model = target.adapter(args.adapter, spec.model)
     else:
         model = target.folder(args.model, spec.model) if args.model else target.base(spec.model)
-    for key, value in runner.evaluate(spec, model, args.out).items():
+    metrics = runner.evaluate(spec, model, args.out)
+    for key, value in metrics.items():
         print(f"paft: {key} = {value:.2f}")
+    _result({"metrics": metrics})
+
+
+def _add_servers(commands) -> None:
+    serve = commands.add_parser("serve", help="start a Prefect server here and serve the deployments")
+    serve.add_argument("--port", type=int, default=4200, help="server port (default 4200)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.set_defaults(handler=_serve)
+    ui = commands.add_parser("ui", help="start the MLflow UI on the project's store")
+    ui.add_argument("--port", type=int, default=5000, help="UI port (default 5000)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    ui.set_defaults(handler=_ui)
+    deploy = commands.add_parser("deploy", help="register the deployments at PREFECT_API_URL")
+    deploy.add_argument("--pool", help="work pool for every deployment (default: their own, paft-process)")
+    deploy.add_argument("--source", help="where workers fetch the code: a git URL (default: this folder)")
+    deploy.set_defaults(handler=_deploy)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from paft_core.paths import PROJECT_ROOT
+
+    sys.path.insert(0, str(PROJECT_ROOT))  # deployments/ lives beside the package: it imports Prefect
+    from deployments.serve import serve
+
+    serve(args.host, args.port)
+
+
+def _ui(args: argparse.Namespace) -> None:
+    from paft_core import servers
+
+    servers.mlflow_ui(args.host, args.port)
+
+
+def _deploy(args: argparse.Namespace) -> None:
+    from paft_core.paths import PROJECT_ROOT
+
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from deployments.deploy import deploy
+
+    for name in deploy(args.pool, args.source):
+        print(f"paft: deployment {name} registered", flush=True)
+
 
 if __name__ == "__main__":
     sys.exit(main())

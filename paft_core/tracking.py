@@ -6,16 +6,21 @@ Default store: `sqlite:///<PAFT_HOME>/mlflow.db` with artifacts in `<PAFT_HOME>/
 
 import fcntl
 import os
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
 
 from paft_core import paths
 from paft_core.config import TrackingSpec
 
 PARAM_PREFIX = "paft."  # the trainer's autolog writes TrainingArguments unprefixed: no collision
+PARENT_ENV = "PAFT_PARENT_RUN_ID"  # set by the flow for the stage processes it starts
 
 
 def tracking_uri(spec: TrackingSpec) -> str:
@@ -33,6 +38,7 @@ def use(spec: TrackingSpec) -> str:
     with _first_use_lock(uri):
         experiment = mlflow.get_experiment_by_name(spec.experiment)
         if experiment is not None:
+            mark_orphans_killed(uri, experiment.experiment_id)
             return experiment.experiment_id
         location = (paths.home() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
         return mlflow.create_experiment(spec.experiment, artifact_location=location)
@@ -57,8 +63,9 @@ def stage_run(spec: TrackingSpec, stage: str, params: dict, tags: dict[str, str]
               parent_run_id: str | None = None) -> Iterator[str]:
     """Open one MLflow run for a stage, log its spec as prefixed params; end FINISHED or FAILED."""
     experiment_id = use(spec)
+    parent_run_id = parent_run_id or os.environ.get(PARENT_ENV) or None
     run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, parent_run_id=parent_run_id,
-                           tags={"paft.stage": stage, **(tags or {})})
+                           tags={"paft.stage": stage, **_owner(), **(tags or {})})
     try:
         mlflow.log_params(flatten(params, PARAM_PREFIX))
         yield run.info.run_id
@@ -69,6 +76,70 @@ def stage_run(spec: TrackingSpec, stage: str, params: dict, tags: dict[str, str]
         mlflow.end_run("FAILED")
         raise
     mlflow.end_run("FINISHED")
+
+
+def open_pipeline_run(spec: TrackingSpec, name: str, params: dict, tags: dict[str, str]) -> str:
+    """Create the parent run of one pipeline run (no active run: callers pass its id explicitly)."""
+    experiment_id = use(spec)
+    client = MlflowClient(tracking_uri(spec))
+    run = client.create_run(experiment_id, run_name=name, tags={"paft.stage": "pipeline", **_owner(), **tags})
+    flat = flatten(params, PARAM_PREFIX)
+    for start in range(0, len(flat), 100):  # MLflow takes at most 100 params per batch
+        batch = list(flat.items())[start:start + 100]
+        client.log_batch(run.info.run_id, params=[Param(key, value) for key, value in batch])
+    return run.info.run_id
+
+
+def close_pipeline_run(spec: TrackingSpec, run_id: str, status: str, metrics: dict[str, float]) -> None:
+    """Log the pipeline's summary metrics on its parent run and end it FINISHED, FAILED or KILLED."""
+    client = MlflowClient(tracking_uri(spec))
+    stamp = int(time.time() * 1000)
+    rows = [Metric(key, float(value), stamp, 0) for key, value in metrics.items()]
+    for start in range(0, len(rows), 1000):
+        client.log_batch(run_id, metrics=rows[start:start + 1000])
+    client.set_terminated(run_id, status)
+
+
+def mark_orphans_killed(uri: str, experiment_id: str) -> list[str]:
+    """End KILLED the runs this host started whose process is gone (SIGKILL leaves them RUNNING)."""
+    client = MlflowClient(uri)
+    killed = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        if tags.get("paft.host") == socket.gethostname() and not _alive(int(tags.get("paft.pid", 0))):
+            client.set_terminated(run.info.run_id, "KILLED")
+            killed.append(run.info.run_id)
+    return killed
+
+
+def register_model(spec: TrackingSpec, name: str, folder: Path, run_id: str, tags: dict[str, str]) -> str:
+    """Add the model folder as a new version of registered model `name`; return the version."""
+    client = MlflowClient(tracking_uri(spec))
+    if not client.search_registered_models(f"name = '{name}'"):
+        client.create_registered_model(name, description="PAFT merged models (parallel SFT + preference)")
+    return client.create_model_version(name, source=str(folder), run_id=run_id, tags=tags).version
+
+
+def set_alias(spec: TrackingSpec, name: str, alias: str, version: str) -> None:
+    """Point a registry alias (e.g. `candidate`) at a version."""
+    MlflowClient(tracking_uri(spec)).set_registered_model_alias(name, alias, version)
+
+
+def _owner() -> dict[str, str]:
+    """Tags that let a later start tell whether the run's process still lives."""
+    return {"paft.host": socket.gethostname(), "paft.pid": str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def log_folder(folder: Path, artifact_path: str) -> None:

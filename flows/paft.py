@@ -1,0 +1,35 @@
+"""The PAFT pipeline: prepare → SFT ‖ preference → merge → evaluate → register, one MLflow parent run.
+
+Run it with `paft run CONFIG` (Prefect's ephemeral API unless PREFECT_API_URL is set) or from a
+deployment (`paft serve`, `paft deploy`). Every stage is its own `paft` process, so a crash in one
+branch leaves the other's finished output in its stage folder for the re-run.
+"""
+
+from prefect import flow
+from prefect.futures import wait
+from prefect.runtime import flow_run
+
+from paft_core import paths
+from paft_core.config import PipelineRun
+from tasks.stages import BRANCHES, evaluate_model, merge_deltas, prepare, train_branch
+from tasks.tracking import close_pipeline_run, open_pipeline_run, register_merged_model, summarize
+
+
+@flow(name="paft")
+def paft_flow(spec: PipelineRun) -> dict[str, float]:
+    """Train both branches concurrently from one base, merge their deltas, evaluate, register."""
+    parent = open_pipeline_run(spec)
+    try:
+        config = prepare(spec, str(paths.home() / "runs" / str(flow_run.id or "local")))
+        branches = [train_branch.submit(config, branch, parent) for branch in BRANCHES]
+        wait(branches)  # both branches end before a failure is raised: a finished one is kept
+        [branch.result() for branch in branches]  # raises the first branch failure
+        merged = merge_deltas(config, parent)
+        scores = evaluate_model(config, f"{merged}/model", parent)
+        version = register_merged_model(spec, merged)
+        summary = summarize(spec, parent, merged, scores, version)
+    except BaseException:
+        close_pipeline_run(spec, parent, "FAILED", {})
+        raise
+    close_pipeline_run(spec, parent, "FINISHED", summary)
+    return summary

@@ -1,0 +1,78 @@
+"""Run one `paft` stage in a fresh process: its lines go to the Prefect log, its progress to an artifact."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+from prefect import get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from paft_core.errors import PaftError
+from paft_core.paths import PROJECT_ROOT
+
+STEP = re.compile(r"(\d+)/(\d+) \[")  # tqdm's "12/40 [00:31<01:10, ...]"
+
+
+class StageFailed(PaftError):
+    """A stage process exited non-zero; the message carries its own last error lines."""
+
+
+def run_paft(arguments: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run `paft <arguments>`; return the JSON result it leaves in PAFT_RESULT_FILE."""
+    logger = get_run_logger()
+    with tempfile.TemporaryDirectory() as scratch:
+        result = Path(scratch) / "result.json"
+        environment = {**os.environ, **(env or {}), "PAFT_RESULT_FILE": str(result)}
+        command = [sys.executable, "-m", "paft_core.cli", *arguments]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   env=environment, cwd=PROJECT_ROOT)
+        tail: deque[str] = deque(maxlen=20)
+        try:
+            _follow(process, arguments[0], tail, logger)
+        finally:
+            if process.poll() is None:  # the task was cancelled or crashed: take the stage down with it
+                process.terminate()
+        if process.wait():
+            raise StageFailed(f"paft {' '.join(arguments[:2])} failed (exit {process.returncode}): "
+                              + _reason(tail))
+        return json.loads(result.read_text()) if result.is_file() else {}
+
+
+def _follow(process: subprocess.Popen, stage: str, tail: deque, logger) -> None:
+    """Log each line; turn progress bars into a Prefect progress artifact instead of log spam."""
+    artifact, shown = None, -1
+    for line in _lines(process.stdout):
+        step = STEP.search(line)
+        if step and ("it/s" in line or "s/it" in line):
+            done = int(100 * int(step.group(1)) / max(int(step.group(2)), 1))
+            if artifact is None:
+                artifact = create_progress_artifact(0.0, description=f"paft {stage}: steps done")
+            if done >= shown + 5:
+                update_progress_artifact(artifact, float(done))
+                shown = done
+            continue
+        tail.append(line)
+        logger.info(line)
+
+
+def _lines(stream) -> Iterator[str]:
+    """Lines split on newlines and on the carriage returns progress bars use, as soon as they come."""
+    buffer = ""
+    while chunk := os.read(stream.fileno(), 1 << 16):  # what is there now, not a full block
+        buffer += chunk.decode(errors="replace")
+        *complete, buffer = re.split(r"[\r\n]", buffer)
+        yield from (line for line in complete if line.strip())
+    if buffer.strip():
+        yield buffer
+
+
+def _reason(tail: deque) -> str:
+    """The stage's own error lines if it printed any, else its last lines."""
+    errors = [line for line in tail if line.startswith("paft: error:") or "Error" in line.split(":")[0]]
+    return " | ".join(errors[-3:] or list(tail)[-3:])

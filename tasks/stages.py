@@ -1,0 +1,60 @@
+"""Prefect tasks that each run one PAFT stage as its own `paft` process and return a small value."""
+
+import os
+from pathlib import Path
+
+import yaml
+from prefect import task
+
+from paft_core.config import PipelineRun
+from paft_core.tracking import PARENT_ENV
+from tasks.process import run_paft
+
+BRANCHES = ("sft", "preference")
+
+
+@task(name="prepare")
+def prepare(spec: PipelineRun, folder: str) -> str:
+    """Write the spec where the stage processes read it; check its data and resolve its base model."""
+    config = Path(folder) / "spec.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False))
+    run_paft(["validate", str(config)])
+    run_paft(["model", str(config)])
+    return str(config)
+
+
+@task(name="train", task_run_name="train-{branch}")
+def train_branch(config: str, branch: str, parent_run_id: str) -> str:
+    """Train one branch (resuming or reusing its stage folder); return the folder."""
+    env = {PARENT_ENV: parent_run_id, **branch_devices(branch)}
+    return run_paft(["train", branch, config], env)["folder"]
+
+
+@task(name="merge")
+def merge_deltas(config: str, parent_run_id: str) -> str:
+    """Merge the branches' deltas into the base; return the merge stage folder."""
+    return run_paft(["merge", config], {PARENT_ENV: parent_run_id})["folder"]
+
+
+@task(name="evaluate")
+def evaluate_model(config: str, model: str, parent_run_id: str) -> dict[str, float]:
+    """Score a model folder on the spec's suites; return its eval/* metrics."""
+    return run_paft(["eval", config, "--model", model], {PARENT_ENV: parent_run_id})["metrics"]
+
+
+def branch_devices(branch: str) -> dict[str, str]:
+    """Give each branch its half of the GPUs; on CPU the spec's `train.threads` applies."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = visible.split(",") if visible else [str(i) for i in range(_gpu_count())]
+    if len(devices) < 2:
+        return {}  # one GPU or none: the branches share it
+    half = len(devices) // 2
+    mine = devices[:half] if branch == BRANCHES[0] else devices[half:]
+    return {"CUDA_VISIBLE_DEVICES": ",".join(mine)}
+
+
+def _gpu_count() -> int:
+    import torch  # only here: the flow process needs torch for nothing else
+
+    return torch.cuda.device_count()

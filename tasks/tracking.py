@@ -1,0 +1,61 @@
+"""Prefect tasks for the pipeline's MLflow parent run, the registry and the run's Prefect artifacts."""
+
+import json
+import subprocess
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from paft_core import tracking
+from paft_core.config import PipelineRun
+from paft_core.paths import PROJECT_ROOT
+
+
+@task(name="open-mlflow-run")
+def open_pipeline_run(spec: PipelineRun) -> str:
+    """The parent MLflow run of this flow run, tagged with the Prefect run and the code version."""
+    tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_url": str(flow_run.ui_url or ""),
+            "mlflow.source.git.commit": _git_sha(), "paft.base_model": spec.model.source}
+    name = f"{spec.name}:{flow_run.name or 'local'}"
+    return tracking.open_pipeline_run(spec.tracking, name, spec.model_dump(mode="json", by_alias=True), tags)
+
+
+@task(name="close-mlflow-run")
+def close_pipeline_run(spec: PipelineRun, run_id: str, status: str, metrics: dict[str, float]) -> None:
+    """End the parent run with the pipeline's summary metrics, so the compare view lines runs up."""
+    tracking.close_pipeline_run(spec.tracking, run_id, status, metrics)
+
+
+@task(name="register-model")
+def register_merged_model(spec: PipelineRun, merge_folder: str) -> str:
+    """Register the merged model as a new version of `<name>` with alias `candidate`; return it."""
+    done = json.loads((Path(merge_folder) / "complete.json").read_text())
+    version = tracking.register_model(spec.tracking, spec.name, Path(merge_folder) / "model", done["run_id"],
+                                      {"paft.merge_method": spec.merge.method})
+    tracking.set_alias(spec.tracking, spec.name, "candidate", version)
+    return version
+
+
+@task(name="summarize")
+def summarize(spec: PipelineRun, run_id: str, merge_folder: str, scores: dict[str, float],
+              version: str) -> dict[str, float]:
+    """Markdown and table artifacts for the Prefect UI; return the metrics for the parent run."""
+    merged = json.loads((Path(merge_folder) / "complete.json").read_text())
+    sparsity = {f"sparsity/{key}": value for key, value in merged.items()
+                if isinstance(value, float) and key.endswith(("/density", "/density_rel0.001", "/kept"))}
+    rows = [{"metric": key, "value": round(value, 4)} for key, value in {**scores, **sparsity}.items()]
+    create_table_artifact(rows, key="paft-scores", description=f"{spec.name}: scores and sparsity")
+    lines = [f"# PAFT run `{spec.name}`", "", f"- MLflow parent run: `{run_id}` "
+             f"(experiment `{spec.tracking.experiment}`; `paft ui` to browse)",
+             f"- Merged model: `{Path(merge_folder) / 'model'}`, registry `{spec.name}` version {version}",
+             "", "| metric | value |", "| --- | --- |", *[f"| {r['metric']} | {r['value']} |" for r in rows]]
+    create_markdown_artifact("\n".join(lines), key="paft-summary", description="PAFT pipeline summary")
+    return {**scores, **sparsity}
+
+
+def _git_sha() -> str:
+    """The project's commit, or 'unknown' outside a git checkout."""
+    found = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else "unknown"

@@ -1,0 +1,77 @@
+"""The whole DAG under Prefect on the tiny Llama: concurrency, MLflow parent/child runs, registry, reuse."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from flows.paft import paft_flow
+from paft_core import stage
+from tests import tiny
+
+FAST_EVAL = {"source": "offline", "profile": "quick", "limit": 1, "max_gen_toks": 8, "bootstrap_iters": 0,
+             "benchmarks": ["arc", "gsm8k"]}
+
+
+def children(client, parent):
+    """A pipeline run's stage runs by stage (`eval:<model>` counts as `eval`)."""
+    query = f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    runs = client.search_runs([parent.info.experiment_id], query)
+    return {run.info.run_name.split(":")[0]: run for run in runs}
+
+
+def pipeline_runs(client, experiment="paft"):
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id], "tags.`paft.stage` = 'pipeline'",
+                              order_by=["attributes.start_time ASC"])
+
+
+def test_the_dag_trains_both_branches_at_once_and_tracks_everything(tiny_base, paft_home, prefect_server):
+    spec = tiny.spec(tiny_base, evaluation=FAST_EVAL)
+    summary = paft_flow(spec)
+    client, _ = tiny.tracked_runs(paft_home)
+    (parent,) = pipeline_runs(client)
+    runs = children(client, parent)
+    assert set(runs) == {"sft", "preference", "merge", "eval"}
+    assert all(run.info.status == "FINISHED" for run in [parent, *runs.values()])
+    sft, preference = runs["sft"].info, runs["preference"].info
+    assert sft.start_time < preference.end_time and preference.start_time < sft.end_time  # overlapped
+    assert parent.data.tags["prefect.flow_run_id"] and parent.data.tags["paft.base_model"] == str(tiny_base)
+    average = "eval/open_llm_v1-offline-quick/average"
+    assert parent.data.metrics[average] == pytest.approx(summary[average])
+    assert "sparsity/sft/density" in parent.data.metrics
+    assert client.get_model_version_by_alias("tiny", "candidate").version == 1
+
+    again = paft_flow(spec)
+    second = pipeline_runs(client)[-1]
+    assert set(children(client, second)) == {"eval"}  # training and merge reused, eval cached
+    assert children(client, second)["eval"].data.tags["paft.cache.open_llm_v1-offline-quick"] == "hit"
+    assert again[average] == pytest.approx(summary[average])
+
+
+def test_a_branch_killed_mid_training_resumes_in_the_next_flow_run(tiny_base, paft_home, tmp_path,
+                                                                   prefect_server):
+    spec = tiny.spec(tiny_base, evaluation=FAST_EVAL, sft__train__max_steps=40, sft__train__save_steps=2)
+    config = tmp_path / "spec.yaml"
+    config.write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True)))
+    folder = stage.default_folder("sft", stage.branch_reads(spec, "sft"))
+    training = subprocess.Popen([sys.executable, "-m", "paft_core.cli", "train", "sft", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (folder / "checkpoints" / "checkpoint-2").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    training.send_signal(signal.SIGKILL)
+    training.wait()
+    assert not (folder / stage.DONE).exists()
+    paft_flow(spec)
+    done = json.loads((folder / stage.DONE).read_text())
+    assert done["resumed_from"].startswith("checkpoint-") and done["global_step"] == 40
+    client = MlflowClient(f"sqlite:///{paft_home / 'mlflow.db'}")
+    killed = [run for run in tiny.tracked_runs(paft_home)[1] if run.info.run_name == "sft"][0]
+    assert killed.info.status == "KILLED"  # left RUNNING by SIGKILL, marked on the next start
+    assert client.get_model_version_by_alias("tiny", "candidate")
