@@ -11,7 +11,7 @@ from prefect.runtime import flow_run
 
 from paft_core import paths
 from paft_core.config import PipelineRun
-from tasks.stages import BRANCHES, evaluate_model, merge_deltas, prepare, train_branch
+from tasks.stages import BRANCHES, evaluate_model, merge_deltas, prepare, train_branch, train_remote
 from tasks.tracking import close_pipeline_run, open_pipeline_run, register_merged_model, summarize
 
 
@@ -21,7 +21,8 @@ def paft_flow(spec: PipelineRun) -> dict[str, float]:
     parent = open_pipeline_run(spec)
     try:
         config = prepare(spec, str(paths.home() / "runs" / str(flow_run.id or "local")))
-        branches = [train_branch.submit(config, branch, parent) for branch in BRANCHES]
+        train = train_remote if spec.orchestration.branch_deployment else train_branch
+        branches = [train.submit(config, branch, parent) for branch in BRANCHES]
         wait(branches)  # both branches end before a failure is raised: a finished one is kept
         [branch.result() for branch in branches]  # raises the first branch failure
         merged = merge_deltas(config, parent)

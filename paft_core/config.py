@@ -209,6 +209,12 @@ class EvalSpec(Spec):
         return self
 
 
+class OrchestrationSpec(Spec):
+    """Where the flow trains the branches: as processes beside it, or each as its own deployment."""
+
+    branch_deployment: str | None = None  # "paft-branch/<name>": one run per branch; PAFT_HOME shared
+
+
 class PipelineRun(Spec):
     """A whole PAFT run: one base model, an SFT branch and a preference branch, tracked in MLflow."""
 
@@ -218,6 +224,7 @@ class PipelineRun(Spec):
     preference: PreferenceSpec = PreferenceSpec()
     merge: MergeSpec = MergeSpec()
     tracking: TrackingSpec = TrackingSpec()
+    orchestration: OrchestrationSpec = OrchestrationSpec()
     evaluation: EvalSpec = EvalSpec()
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 import yaml
 from prefect import task
 
-from paft_core.config import PipelineRun
+from paft_core import stage
+from paft_core.config import PipelineRun, load_config
 from paft_core.tracking import PARENT_ENV
-from tasks.process import run_paft
+from tasks.process import StageFailed, run_paft
 
 BRANCHES = ("sft", "preference")
 
@@ -29,6 +30,21 @@ def train_branch(config: str, branch: str, parent_run_id: str) -> str:
     """Train one branch (resuming or reusing its stage folder); return the folder."""
     env = {PARENT_ENV: parent_run_id, **branch_devices(branch)}
     return run_paft(["train", branch, config], env)["folder"]
+
+
+@task(name="train-elsewhere", task_run_name="train-{branch}-remote")
+def train_remote(config: str, branch: str, parent_run_id: str) -> str:
+    """Train one branch through its own deployment (another machine); return its stage folder."""
+    from prefect.deployments import run_deployment
+
+    spec = load_config(config)
+    parameters = {"spec": spec.model_dump(mode="json", by_alias=True), "branch": branch,
+                  "parent_run_id": parent_run_id}
+    run = run_deployment(spec.orchestration.branch_deployment, parameters=parameters, as_subflow=True)
+    if not run.state or not run.state.is_completed():
+        raise StageFailed(f"branch {branch} on {spec.orchestration.branch_deployment} ended "
+                          f"{run.state.name if run.state else 'without a state'}; see its flow run {run.id}")
+    return str(stage.default_folder(branch, stage.branch_reads(spec, branch)))
 
 
 @task(name="merge")

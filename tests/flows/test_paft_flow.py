@@ -10,8 +10,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from flows.branch import branch_flow
 from flows.paft import paft_flow
 from paft_core import stage
+from tasks.process import StageFailed
 from tests import tiny
 
 FAST_EVAL = {"source": "offline", "profile": "quick", "limit": 1, "max_gen_toks": 8, "bootstrap_iters": 0,
@@ -75,3 +77,22 @@ def test_a_branch_killed_mid_training_resumes_in_the_next_flow_run(tiny_base, pa
     killed = [run for run in tiny.tracked_runs(paft_home)[1] if run.info.run_name == "sft"][0]
     assert killed.info.status == "KILLED"  # left RUNNING by SIGKILL, marked on the next start
     assert client.get_model_version_by_alias("tiny", "candidate")
+
+
+def test_a_dying_stage_fails_the_flow_with_its_own_error_and_keeps_the_other_branch(tiny_base, paft_home,
+                                                                                     prefect_server):
+    spec = tiny.spec(tiny_base, evaluation=FAST_EVAL, preference__lora__target_modules=["no_such_proj"])
+    with pytest.raises(StageFailed, match=r"paft train preference failed \(exit 1\): .*no_such_proj"):
+        paft_flow(spec)
+    assert (stage.default_folder("sft", stage.branch_reads(spec, "sft")) / stage.DONE).is_file()
+    client, _ = tiny.tracked_runs(paft_home)
+    (parent,) = pipeline_runs(client)
+    assert parent.info.status == "FAILED" and children(client, parent)["sft"].info.status == "FINISHED"
+
+
+def test_a_branch_runs_as_its_own_flow(tiny_base, paft_home, prefect_server):
+    spec = tiny.spec(tiny_base)
+    folder = branch_flow(spec, "preference")
+    assert folder == str(stage.default_folder("preference", stage.branch_reads(spec, "preference")))
+    assert json.loads((stage.default_folder("preference", stage.branch_reads(spec, "preference"))
+                       / stage.DONE).read_text())["global_step"] == 4

@@ -1,0 +1,21 @@
+"""One PAFT branch as its own flow, so SFT and preference can run on different (GPU) machines.
+
+The pipeline flow starts it through `run_deployment` when `orchestration.branch_deployment` names its
+deployment; the stage folders must then live on storage both machines see (PAFT_HOME).
+"""
+
+from typing import Literal
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from paft_core import paths
+from paft_core.config import PipelineRun
+from tasks.stages import prepare, train_branch
+
+
+@flow(name="paft-branch")
+def branch_flow(spec: PipelineRun, branch: Literal["sft", "preference"], parent_run_id: str = "") -> str:
+    """Check the spec, resolve the base model, train one branch; return its stage folder."""
+    config = prepare(spec, str(paths.home() / "runs" / str(flow_run.id or "local")))
+    return train_branch(config, branch, parent_run_id)
