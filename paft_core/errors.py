@@ -19,3 +19,7 @@ class ModelError(PaftError):
 
 class OutputError(PaftError):
     """An output folder holds something that must not be overwritten."""
+
+
+class ServerError(PaftError):
+    """A local server cannot start (its port is taken), or a configured one does not answer."""

@@ -1,0 +1,58 @@
+"""PAFT's Prefect deployments: one table, registered by `paft deploy` and served by `paft serve`.
+
+Docker/Kubernetes: `prefect work-pool create NAME --type docker --base-job-template
+deployments/docker-job-template.json` (or kubernetes-job-template.json), then `paft deploy --pool NAME`.
+"""
+
+from contextlib import suppress
+from typing import Any, NamedTuple
+
+from paft_core import paths, servers
+from paft_core.config import load_config
+
+PIPELINE = "flows/paft.py:paft_flow"
+BRANCH = "flows/branch.py:branch_flow"  # one branch alone: SFT and preference on different machines
+POOL = "paft-process"  # local process work pool: the default
+
+
+class Deployment(NamedTuple):
+    """What runs, with which spec (the form's defaults), on which pool, and when (None: when triggered)."""
+
+    entrypoint: str
+    config: str
+    pool: str = POOL
+    cron: str | None = None
+    extra: dict[str, Any] | None = None  # parameters beside the spec
+
+
+DEPLOYMENTS = {
+    "demo": Deployment(PIPELINE, "configs/pipeline/demo.yaml"),  # Run from the UI, the spec as a form
+    "demo-weekly": Deployment(PIPELINE, "configs/pipeline/demo.yaml", cron="0 3 * * 1"),  # retraining
+    # orchestration.branch_deployment: paft-branch/train; one worker per GPU machine, --limit 1 each
+    "train": Deployment(BRANCH, "configs/pipeline/demo.yaml", extra={"branch": "sft"}),
+}
+
+
+def parameters(row: Deployment) -> dict[str, Any]:
+    """The row's flow parameters: its spec file (aliases as in YAML) and its extras."""
+    spec = load_config(paths.PROJECT_ROOT / row.config)
+    return {"spec": spec.model_dump(mode="json", by_alias=True), **(row.extra or {})}
+
+
+def deploy(pool: str | None = None, source: str | None = None) -> list[str]:
+    """Register every row with the Prefect API on its pool (or `pool`); return the full names."""
+    from prefect import flow, get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.settings import get_current_settings
+
+    servers.check_prefect(get_current_settings().api.url)
+    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+    names = []
+    for name, row in DEPLOYMENTS.items():
+        loaded = flow.from_source(source=source or str(paths.PROJECT_ROOT), entrypoint=row.entrypoint)
+        loaded.deploy(name, work_pool_name=pool or row.pool, cron=row.cron, parameters=parameters(row),
+                      print_next_steps=False)
+        names.append(f"{loaded.name}/{name}")
+    return names
