@@ -58,10 +58,14 @@ def _result(values: dict) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from paft_core import servers, tracking
     from paft_core.config import load_config
     from paft_core.paths import PROJECT_ROOT
 
     spec = load_config(args.config)  # a bad spec fails here, before Prefect starts
+    if os.environ.get("PREFECT_API_URL"):  # unset: Prefect's ephemeral API, nothing to reach
+        servers.check_prefect(os.environ["PREFECT_API_URL"])
+    servers.check_mlflow(tracking.tracking_uri(spec.tracking))
     sys.path.insert(0, str(PROJECT_ROOT))  # flows/ and tasks/ live beside the package, not in it
     from flows.paft import paft_flow
 

@@ -52,3 +52,19 @@ def test_validate_accepts_the_demo_config(tmp_path):
     result = paft("validate", "configs/pipeline/demo.yaml", home=tmp_path / "home")
     assert result.returncode == 0, result.stderr
     assert "sft data data/demo/sft.jsonl: 200 rows, ok" in result.stdout
+
+
+def test_paft_run_names_a_configured_server_that_does_not_answer(tiny_base, tmp_path, monkeypatch):
+    from paft_core import servers
+
+    config = write_spec(tmp_path, tiny.spec(tiny_base))
+    nobody = f"http://127.0.0.1:{servers.free_port()}"
+    monkeypatch.setenv("PREFECT_API_URL", f"{nobody}/api")
+    result = paft("run", config, home=tmp_path / "home")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"paft: error: the Prefect server at {nobody}/api (PREFECT_API_URL) "
+                                    "is not reachable") and result.stderr.count("\n") == 1
+    monkeypatch.delenv("PREFECT_API_URL")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", nobody)
+    result = paft("run", config, home=tmp_path / "home")
+    assert result.returncode == 2 and f"the MLflow server at {nobody} is not reachable" in result.stderr
