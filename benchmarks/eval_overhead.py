@@ -4,10 +4,10 @@
 
 Both sides run in this process, interleaved (raw, then paft, repeated) so machine noise hits both alike.
 Raw is one `simple_evaluate` call on the same lm-eval group paft builds (the offline twins, the same
-task index), with samples logged. The paft side is `runner.evaluate` into a fresh PAFT_HOME each time,
-so it never hits its cache: it pays for the cache key (hashing the twins), the stage folder, writing
-results and samples, and the MLflow run (params, metrics, table, artifacts). Model loading is inside
-both. Process start-up is not measured.
+task index), with samples logged. The paft side is `runner.evaluate` into a fresh output folder each
+time, so it never hits its cache: it pays for the cache key (hashing the twins), the stage folder,
+writing results and samples, and the MLflow run (params, metrics, table, artifacts) in a store under a
+temporary PAFT_HOME. Model loading is inside both. Process start-up is not measured.
 """
 
 import argparse
@@ -15,6 +15,7 @@ import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -44,11 +45,10 @@ def raw(spec: PipelineRun, model: target.Target) -> float:
 
 
 def paft(spec: PipelineRun, model: target.Target) -> float:
-    """One `paft eval` (library call) into a fresh PAFT_HOME, so nothing is cached; return its wall time."""
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["PAFT_HOME"] = home
+    """One `paft eval` (library call) into a fresh output folder, so nothing is cached; return its wall time."""
+    with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        runner.evaluate(spec, model)
+        runner.evaluate(spec, model, out=Path(out))
         return time.perf_counter() - start
 
 
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    os.environ["PAFT_HOME"] = tempfile.mkdtemp(prefix="paft-bench-")  # the MLflow store of the paft side
     spec = PipelineRun.model_validate({"model": {"source": args.model}, "evaluation": {
         "suites": [args.suite], "source": "offline", "profile": "quick", "limit": args.limit}})
     model = target.base(spec.model)

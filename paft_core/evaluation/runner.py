@@ -66,10 +66,10 @@ def evaluate(spec: PipelineRun, target: Target, out: Path | None = None,
     ev = spec.evaluation
     plans = plan(ev, target, out)
     harness.check_backend(ev, target)
+    fresh = [p.suite for p in plans if not (p.folder / stage.DONE).is_file()]
+    if fresh and ev.source == "hub":  # before any folder is made: a failed check leaves nothing behind
+        hub.check(fresh)
     states = {p.label: stage.claim(p.folder, "eval", p.reads) for p in plans}
-    todo = [p.suite for p in plans if states[p.label] != "complete"]
-    if todo and ev.source == "hub":
-        hub.check(todo)
     cache = {f"paft.cache.{p.label}": "hit" if states[p.label] == "complete" else "miss" for p in plans}
     tags = {"paft.model": target.label, "paft.model_fingerprint": target.fingerprint,
             "paft.data_source": ev.source, **cache}

@@ -40,7 +40,7 @@ def folder(path: Path, spec: ModelSpec) -> Target:
     except ModelError as err:
         raise ModelError(str(err).replace("model.source:", "--model:", 1)) from None
     _check_tokenizer(path, "--model")
-    return Target(path.resolve().name, path.resolve(), models.fingerprint(path))
+    return Target(_name(path), path.resolve(), models.fingerprint(path))
 
 
 def adapter(path: Path, spec: ModelSpec) -> Target:
@@ -53,7 +53,13 @@ def adapter(path: Path, spec: ModelSpec) -> Target:
     digest = hashlib.sha256(on.fingerprint.encode())
     for name in ADAPTER_FILES:
         digest.update(files.sha256(path / name).encode())
-    return Target(f"adapter-{path.resolve().parent.name}", on.path, digest.hexdigest(), path.resolve())
+    return Target(f"adapter-{_name(path)}", on.path, digest.hexdigest(), path.resolve())
+
+
+def _name(path: Path) -> str:
+    """A readable label: the folder's name, or its stage folder's for the generic `model/` and `adapter/`."""
+    path = path.resolve()
+    return path.parent.name if path.name in ("model", "adapter") else path.name
 
 
 def _check_tokenizer(path: Path, field: str) -> None:

@@ -46,8 +46,10 @@ def test_limit_in_the_config_names_the_field(tiny_base, tmp_path, capsys, no_mod
         f"paft: error: {config}: evaluation.limit: Input should be greater than 0")
 
 
-def test_hub_while_offline_names_the_dataset_and_the_switch(tiny_base, tmp_path, capsys, no_model_work):
+def test_hub_while_offline_names_the_dataset_and_the_switch(tiny_base, tmp_path, capsys, paft_home,
+                                                            no_model_work):
     message = paft_eval(tmp_path, capsys, tiny.spec(tiny_base), "--source", "hub")
+    assert not (paft_home / "stages").exists()  # nothing written
     assert message.startswith("source 'hub' needs allenai/ai2_arc from the Hugging Face Hub, but HF_HUB")
     assert "evaluation.source: offline (paft eval --source offline)" in message
 

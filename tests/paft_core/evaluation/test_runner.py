@@ -21,6 +21,7 @@ def scored(tiny_base, tmp_path_factory):
     home = tmp_path_factory.mktemp("eval-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PAFT_HOME", str(home))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)  # an earlier stage in this process may have set it
         spec = eval_spec(tiny_base, suites=["open_llm_v1", "open_llm_v2"])
         metrics = runner.evaluate(spec, target.base(spec.model))
     return home, spec, metrics
@@ -57,6 +58,7 @@ def test_the_mlflow_run_holds_scores_params_table_and_lm_eval_outputs(scored):
 def test_second_run_of_the_same_model_hits_the_cache(scored, monkeypatch, tiny_base):
     home, spec, metrics = scored
     monkeypatch.setenv("PAFT_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setattr(harness, "run", lambda *a, **k: pytest.fail("an unchanged model was evaluated again"))
     again = runner.evaluate(spec, target.base(spec.model))
     assert again == metrics
