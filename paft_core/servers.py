@@ -3,6 +3,7 @@
 No Prefect or MLflow import here: both servers are command lines (`paft serve`, `paft ui` build them).
 """
 
+import ctypes
 import os
 import signal
 import socket
@@ -47,7 +48,12 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it if we die first, even by SIGKILL (Linux prctl)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def wait_healthy(process: subprocess.Popen, url: str, what: str, log: Path, timeout: float = 120) -> None:

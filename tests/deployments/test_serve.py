@@ -1,0 +1,166 @@
+"""`paft serve` for real: a Prefect server, the served deployments, runs started as the UI starts them."""
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from paft_core import paths, servers
+from tests import tiny
+from tests.deployments.procs import children, command, session_members
+from tests.flows.test_paft_flow import FAST_EVAL
+
+ENDED = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class Api:
+    """The Prefect REST API, called as the UI calls it."""
+
+    def __init__(self, port: int):
+        self.url = f"http://127.0.0.1:{port}/api"
+
+    def call(self, method: str, path: str, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data, {"Content-Type": "application/json"},
+                                         method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    def ok(self, method: str, path: str, body=None):
+        status, answer = self.call(method, path, body)
+        assert status < 300, answer
+        return answer
+
+    def deployment(self, name: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout  # `paft serve` registers them just after printing the URL
+        while (answer := self.call("GET", f"/deployments/name/{name}"))[0] == 404:
+            assert time.monotonic() < deadline, f"deployment {name} never appeared"
+            time.sleep(0.5)
+        return answer[1]
+
+    def wait_ended(self, run_id: str, timeout: float = 400) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.ok("GET", f"/flow_runs/{run_id}")["state"]["type"]
+            if state in ENDED:
+                return state
+            time.sleep(1)
+        raise AssertionError(f"flow run {run_id} still not ended after {timeout} s")
+
+
+def wait_for(log: Path, text: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`paft serve` on a free port with its own Prefect and PAFT state, in its own session (a terminal)."""
+    tmp = tmp_path_factory.mktemp("serve")
+    port = servers.free_port()
+    env = {**os.environ, "PAFT_HOME": str(tmp / "home"), "PREFECT_HOME": str(tmp / "prefect"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}  # a new schedule fires in seconds
+    env.pop("PREFECT_API_URL", None)
+    log = tmp / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "paft_core.cli", "serve", "--port", str(port)],
+                                   cwd=paths.PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        wait_for(log, f"Prefect UI at http://127.0.0.1:{port}", process)
+        yield Api(port), process, log, tmp / "home"
+    finally:
+        if process.poll() is None:  # a test failed before the Ctrl-C test; the server dies with its parent
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def server_pid(process: subprocess.Popen) -> int:
+    """The Prefect server that `paft serve` started (its child, in a session of its own)."""
+    (server,) = [pid for pid in children(process.pid) if "server start" in command(pid)]
+    return server
+
+
+def test_the_run_button_runs_the_flow_and_tracks_it_in_mlflow(served, tiny_base):
+    api, _, _, home = served
+    deployment = api.deployment("paft/demo")
+    spec = tiny.spec(tiny_base, evaluation=FAST_EVAL).model_dump(mode="json", by_alias=True)
+    run = api.ok("POST", f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {"spec": spec}})
+    assert api.wait_ended(run["id"]) == "COMPLETED"
+    client, runs = tiny.tracked_runs(home)
+    (parent,) = [r for r in runs if r.data.tags.get("prefect.flow_run_id") == run["id"]
+                 and r.data.tags["paft.stage"] == "pipeline"]
+    assert parent.info.status == "FINISHED"
+
+
+def test_an_invalid_parameter_is_refused_by_the_server(served, tiny_base):
+    api, _, _, _ = served
+    deployment = api.deployment("paft/demo")
+    spec = tiny.spec(tiny_base).model_dump(mode="json", by_alias=True)
+    spec["sft"]["l1"]["strength"] = -1
+    status, answer = api.call("POST", f"/deployments/{deployment['id']}/create_flow_run",
+                              {"parameters": {"spec": spec}})
+    assert status in (409, 422) and "spec.sft.l1.strength" in answer
+
+
+def test_a_short_interval_schedule_starts_a_run_by_itself(served, tiny_base):
+    api, _, _, home = served
+    deployment = api.deployment("paft/demo")
+    spec = tiny.spec(tiny_base, evaluation=FAST_EVAL, tracking={"experiment": "scheduled"})
+    start = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=2)
+    api.ok("POST", f"/deployments/{deployment['id']}/schedules",
+           [{"schedule": {"interval": 60, "anchor_date": start.isoformat()}, "active": True,
+             "parameters": {"spec": spec.model_dump(mode="json", by_alias=True)}}])
+    mine = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}, "sort": "EXPECTED_START_TIME_ASC"}
+    deadline = time.monotonic() + 120
+    while not (auto := [r for r in api.ok("POST", "/flow_runs/filter", mine) if r["auto_scheduled"]]):
+        assert time.monotonic() < deadline, "the scheduler created no run"
+        time.sleep(1)
+    assert api.wait_ended(auto[0]["id"]) == "COMPLETED"
+    api.ok("POST", f"/deployments/{deployment['id']}/pause_deployment")  # no second run meanwhile
+    _, runs = tiny.tracked_runs(home, "scheduled")
+    pipeline = [r.data.tags["prefect.flow_run_id"] for r in runs if r.data.tags["paft.stage"] == "pipeline"]
+    assert pipeline == [auto[0]["id"]]
+
+
+def test_paft_deploy_registers_the_table_on_a_process_pool(served):
+    api, _, _, home = served
+    env = {**os.environ, "PREFECT_API_URL": api.url, "PAFT_HOME": str(home)}
+    result = subprocess.run([sys.executable, "-m", "paft_core.cli", "deploy"], cwd=paths.PROJECT_ROOT,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "paft: deployment paft-branch/train registered" in result.stdout
+    weekly = api.ok("GET", "/deployments/name/paft/demo-weekly")
+    assert weekly["work_pool_name"] == "paft-process" and weekly["schedules"][0]["schedule"]["cron"]
+    assert api.ok("GET", "/work_pools/paft-process")["type"] == "process"
+    for kind, template in (("docker", "docker"), ("kubernetes", "kubernetes")):
+        created = subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", f"paft-{kind}",
+                                  "--type", kind, "--base-job-template",
+                                  f"deployments/{template}-job-template.json"],
+                                 cwd=paths.PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert created.returncode == 0, created.stdout[-2000:] + created.stderr[-2000:]
+        assert api.ok("GET", f"/work_pools/paft-{kind}")["base_job_template"]["variables"]
+
+
+def test_ctrl_c_stops_the_server_and_leaves_no_process(served):
+    api, process, log, _ = served
+    server = server_pid(process)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal sends to its foreground process group
+    assert process.wait(timeout=90) == 0, log.read_text()[-3000:]
+    assert "paft: Prefect server stopped" in log.read_text()
+    assert session_members(process.pid, server) == []
+    assert not servers.reachable(f"{api.url}/health")
