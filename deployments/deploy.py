@@ -1,14 +1,13 @@
 """PAFT's Prefect deployments: one table, registered by `paft deploy` and served by `paft serve`.
 
-Docker/Kubernetes: `prefect work-pool create NAME --type docker --base-job-template
-deployments/docker-job-template.json` (or kubernetes-job-template.json), then `paft deploy --pool NAME`.
+Docker/Kubernetes pools: deployments/*-job-template.json, then `paft deploy --pool NAME --source GIT_URL`.
 """
 
-from contextlib import suppress
 from typing import Any, NamedTuple
 
 from paft_core import paths, servers
 from paft_core.config import load_config
+from paft_core.errors import ServerError
 
 PIPELINE = "flows/paft.py:paft_flow"
 BRANCH = "flows/branch.py:branch_flow"  # one branch alone: SFT and preference on different machines
@@ -39,20 +38,23 @@ def parameters(row: Deployment) -> dict[str, Any]:
     return {"spec": spec.model_dump(mode="json", by_alias=True), **(row.extra or {})}
 
 
-def deploy(pool: str | None = None, source: str | None = None) -> list[str]:
-    """Register every row with the Prefect API on its pool (or `pool`); return the full names."""
+def deploy(pool: str | None = None, source: str | None = None) -> None:
+    """Register every row with the Prefect API on its pool (or `pool`), one line each."""
     from prefect import flow, get_client
     from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
     from prefect.settings import get_current_settings
 
     servers.check_prefect(get_current_settings().api.url)
-    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
-        client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
-    names = []
+    wanted = {pool or row.pool for row in DEPLOYMENTS.values()}
+    with get_client(sync_client=True) as client:
+        missing = wanted - {found.name for found in client.read_work_pools()}
+        if POOL in missing:  # the default local pool is made on first use; others carry a job template
+            client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+    if missing - {POOL}:
+        raise ServerError(f"work pool {min(missing - {POOL})!r} does not exist: create it first (`prefect "
+                          "work-pool create NAME --type docker --base-job-template deployments/FILE.json`)")
     for name, row in DEPLOYMENTS.items():
         loaded = flow.from_source(source=source or str(paths.PROJECT_ROOT), entrypoint=row.entrypoint)
         loaded.deploy(name, work_pool_name=pool or row.pool, cron=row.cron, parameters=parameters(row),
-                      print_next_steps=False)
-        names.append(f"{loaded.name}/{name}")
-    return names
+                      print_next_steps=False, ignore_warnings=True)
+        print(f"paft: deployment {loaded.name}/{name} registered on work pool {pool or row.pool}", flush=True)
