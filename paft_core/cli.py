@@ -58,7 +58,7 @@ def _result(values: dict) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from paft_core import servers, tracking
+    from paft_core import lock, servers, tracking
     from paft_core.config import load_config
     from paft_core.paths import PROJECT_ROOT
 
@@ -67,11 +67,25 @@ def _run(args: argparse.Namespace) -> None:
         servers.check_prefect(os.environ["PREFECT_API_URL"])
     servers.check_mlflow(tracking.tracking_uri(spec.tracking))
     sys.path.insert(0, str(PROJECT_ROOT))  # flows/ and tasks/ live beside the package, not in it
-    from flows.paft import paft_flow
+    with lock.exclusive():  # a second run on this project folder is refused, not interleaved
+        if spec.comparison.enabled:
+            from flows.compare import compare_flow
 
-    summary = paft_flow(spec)
+            _show_comparison(compare_flow(spec))
+            return
+        from flows.paft import paft_flow
+
+        summary = paft_flow(spec)
     for key, value in summary.items():
         print(f"paft: {key} = {value:.4g}")
+
+
+def _show_comparison(summary: dict) -> None:
+    """The comparison table, the alignment tax, the promotion, and where to look next."""
+    print("\n" + summary["console"] + "\n")
+    print(f"paft: report and plots in {summary['folder']} (report.md)")
+    print("paft: runs, metrics and the model registry: `paft ui` (MLflow); flow runs and artifacts: "
+          "`paft serve` (Prefect)")
 
 
 def _add_eval(commands) -> None:

@@ -215,6 +215,22 @@ class OrchestrationSpec(Spec):
     branch_deployment: str | None = None  # "paft-branch/<name>": one run per branch; PAFT_HOME shared
 
 
+BASELINES = ("base", "sft-only", "preference-only", "sequential", "paft-no-l1")
+
+
+class ComparisonSpec(Spec):
+    """The paper's comparison: baselines trained and scored beside the PAFT model (shared stages reused)."""
+
+    enabled: bool = False  # on: `paft run` trains and evaluates every baseline too, then writes a report
+    baselines: list[Literal[BASELINES]] = list(BASELINES)  # sequential: preference trained on the SFT model
+
+
+class PromotionSpec(Spec):
+    """Gate for the registry alias `champion`: the candidate must beat it on average and drop nowhere much."""
+
+    max_drop: float = Field(5.0, ge=0)  # points (0-100) any one benchmark may lose against the champion
+
+
 class PipelineRun(Spec):
     """A whole PAFT run: one base model, an SFT branch and a preference branch, tracked in MLflow."""
 
@@ -226,6 +242,8 @@ class PipelineRun(Spec):
     tracking: TrackingSpec = TrackingSpec()
     orchestration: OrchestrationSpec = OrchestrationSpec()
     evaluation: EvalSpec = EvalSpec()
+    comparison: ComparisonSpec = ComparisonSpec()
+    promotion: PromotionSpec = PromotionSpec()
 
 
 def load_config(path: str | Path, schema: type[Spec] = PipelineRun) -> Spec:

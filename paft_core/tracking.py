@@ -191,3 +191,27 @@ def log_table(rows: list[dict], artifact_file: str) -> None:
 def log_file(path: Path, artifact_path: str) -> None:
     """Upload one file as an artifact of the active run."""
     mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def alias_version(spec: TrackingSpec, name: str, alias: str) -> tuple[str, dict[str, str]] | None:
+    """The version an alias points at and its tags, or None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri(spec))
+    try:
+        found = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    return found.version, dict(found.tags)
+
+
+def log_run_folder(spec: TrackingSpec, run_id: str, folder: Path, artifact_path: str) -> None:
+    """Upload a folder's files as artifacts of a run that is not the active one (the pipeline's parent)."""
+    MlflowClient(tracking_uri(spec)).log_artifacts(run_id, str(folder), artifact_path)
+
+
+def set_run_tags(spec: TrackingSpec, run_id: str, tags: dict[str, str]) -> None:
+    """Tag a run that is not the active one."""
+    client = MlflowClient(tracking_uri(spec))
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)

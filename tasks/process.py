@@ -55,6 +55,8 @@ def _follow(process: subprocess.Popen, stage: str, tail: deque, logger) -> None:
                 artifact = create_progress_artifact(0.0, description=f"paft {stage}: steps done")
             if done >= shown + 5:
                 update_progress_artifact(artifact, float(done))
+                if done // 10 > shown // 10 or done == 100:  # a step counter with ETA on the console too
+                    logger.info(f"paft {stage}: {line[step.start():].split(']')[0]}]")
                 shown = done
             continue
         tail.append(line)

@@ -1,0 +1,46 @@
+"""PAFT and the paper's baselines in one flow: base, SFT only, preference only, sequential SFT → preference,
+PAFT without L1 and PAFT, each scored on the same suite, then gated promotion and one report.
+
+Every variant is the PAFT spec with a few fields changed (paft_core/variants.py); stages that read the same
+inputs share one content-addressed folder, so the PAFT branches are trained once for all variants.
+"""
+
+from prefect import flow
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from paft_core import paths, variants
+from paft_core.config import PipelineRun
+from tasks.compare import evaluate_variant, promote, report, sequential_spec, write_spec
+from tasks.stages import BRANCHES, merge_deltas, prepare, train_branch
+from tasks.tracking import close_pipeline_run, open_pipeline_run
+
+
+@flow(name="paft-compare", task_runner=ThreadPoolTaskRunner(max_workers=16))
+def compare_flow(spec: PipelineRun) -> dict:
+    """Train the branches once, merge and score every variant as soon as its inputs exist, report."""
+    parent = open_pipeline_run(spec)
+    try:
+        folder = str(paths.home() / "runs" / str(flow_run.id or "local"))
+        prepare(spec, folder)
+        configs = {name: write_spec(variant, folder, name) for name, variant in variants.specs(spec).items()}
+        trained = {branch: train_branch.submit(configs["paft"], branch, parent) for branch in BRANCHES}
+        if "paft-no-l1" in configs:  # one SFT lane: after the L1 branch, while preference still trains
+            trained["sft-no-l1"] = train_branch.submit(configs["paft-no-l1"], "sft", parent,
+                                                       wait_for=[trained["sft"]])
+        merged = {name: merge_deltas.submit(configs[name], parent, wait_for=[trained[b] for b in needs])
+                  for name, needs in variants.NEEDS.items() if name in configs}
+        if "sequential" in variants.names(spec):  # preference trained on the SFT-only model
+            configs["sequential"] = sequential_spec.submit(spec, merged["sft-only"], folder)
+            trained["sequential"] = train_branch.submit(configs["sequential"], "preference", parent)
+            merged["sequential"] = merge_deltas.submit(configs["sequential"], parent,
+                                                       wait_for=[trained["sequential"]])
+        scores = {name: evaluate_variant.submit(configs[name], name, merged.get(name), parent)
+                  for name in variants.names(spec)}
+        decision = promote(spec, merged["paft"], scores["paft"])
+        summary = report(spec, parent, folder, scores, merged, trained, decision)
+    except BaseException:
+        close_pipeline_run(spec, parent, "FAILED", {})
+        raise
+    close_pipeline_run(spec, parent, "FINISHED", summary["metrics"])
+    return summary

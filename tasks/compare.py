@@ -1,0 +1,73 @@
+"""Prefect tasks of the comparison flow: variant specs, scoring, gated promotion and the report."""
+
+import json
+from pathlib import Path
+
+import yaml
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from paft_core import comparison, promotion, tracking, variants
+from paft_core.config import PipelineRun
+from paft_core.tracking import PARENT_ENV
+from tasks.process import run_paft
+
+
+@task(name="variant-spec", task_run_name="spec-{name}")
+def write_spec(spec: PipelineRun, folder: str, name: str) -> str:
+    """Write one variant's spec where its stage processes read it; return the file."""
+    config = Path(folder) / name / "spec.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False))
+    return str(config)
+
+
+@task(name="sequential-spec")
+def sequential_spec(spec: PipelineRun, sft_merge: str, folder: str) -> str:
+    """The sequential baseline's spec: preference trained on the SFT-only model."""
+    return write_spec.fn(variants.sequential(spec, Path(sft_merge) / "model"), folder, "sequential")
+
+
+@task(name="evaluate-variant", task_run_name="evaluate-{name}")
+def evaluate_variant(config: str, name: str, merge_folder: str | None,
+                     parent_run_id: str) -> dict[str, float]:
+    """Score a variant: its merged model, or the base model when it has none."""
+    model = ["--model", f"{merge_folder}/model"] if merge_folder else []
+    return run_paft(["eval", config, *model], {PARENT_ENV: parent_run_id})["metrics"]
+
+
+@task(name="promote")
+def promote(spec: PipelineRun, merge_folder: str, metrics: dict[str, float]) -> dict:
+    """Register the PAFT model as `candidate`; move `champion` to it only when the gate says so."""
+    _, scores = comparison.scores(metrics)
+    held = tracking.alias_version(spec.tracking, spec.name, "champion")
+    champion = json.loads(held[1]["paft.scores"]) if held and "paft.scores" in held[1] else None
+    done = json.loads((Path(merge_folder) / "complete.json").read_text())
+    tags = {"paft.merge_method": spec.merge.method, "paft.scores": json.dumps(scores)}
+    model = Path(merge_folder) / "model"
+    version = tracking.register_model(spec.tracking, spec.name, model, done["run_id"], tags)
+    tracking.set_alias(spec.tracking, spec.name, "candidate", version)
+    decision = promotion.decide(scores, champion, spec.promotion.max_drop)
+    if decision.promote:
+        tracking.set_alias(spec.tracking, spec.name, "champion", version)
+    return {"version": version, "promote": decision.promote, "reason": decision.reason,
+            "champion_before": held[0] if held else None}
+
+
+@task(name="report")
+def report(spec: PipelineRun, parent_run_id: str, folder: str, results: dict, merges: dict, branches: dict,
+           decision: dict) -> dict:
+    """Write the report folder, log it to the parent run and as a Prefect artifact; return its summary."""
+    out = Path(folder) / "report"
+    made = comparison.write(out, results, merges, branches, decision)
+    tracking.log_run_folder(spec.tracking, parent_run_id, out, "report")
+    tracking.set_run_tags(spec.tracking, parent_run_id, {"paft.promotion": decision["reason"],
+                                                         "paft.report": str(out)})
+    create_markdown_artifact(made["markdown"], key="paft-comparison", description="PAFT comparison report")
+    summary = {f"compare/{row['variant']}/average": row["average"] for row in made["rows"]}
+    if made["alignment_tax"] is not None:
+        summary["compare/alignment_tax"] = made["alignment_tax"]
+    summary["promotion/promoted"] = float(decision["promote"])
+    console = "\n".join([comparison.render(made["rows"]), comparison.tax_sentence(made["alignment_tax"]),
+                         f"Promotion of version {decision['version']}: {decision['reason']}"])
+    return {"metrics": {**summary, **results.get("paft", {})}, "folder": str(out), "console": console}

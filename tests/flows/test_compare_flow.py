@@ -1,0 +1,40 @@
+"""The comparison flow on the tiny Llama: every variant scored, shared stages reused, report, aliases."""
+
+import pytest
+
+from flows.compare import compare_flow
+from paft_core import variants
+from tests import tiny
+from tests.flows.test_paft_flow import FAST_EVAL, children, pipeline_runs
+
+
+def test_the_comparison_scores_every_variant_reports_and_promotes(tiny_base, paft_home, prefect_server):
+    spec = tiny.spec(tiny_base, evaluation=FAST_EVAL, comparison={"enabled": True},
+                     sft__l1={"strength": 1e-3})
+    summary = compare_flow(spec)
+    metrics = summary["metrics"]
+    assert {f"compare/{name}/average" for name in variants.ORDER} <= set(metrics)
+    assert metrics["compare/alignment_tax"] == pytest.approx(
+        metrics["compare/paft/average"] - metrics["compare/sequential/average"])
+    report = paft_home / "runs"
+    (folder,) = [path for path in report.iterdir() if (path / "report").is_dir()]
+    files = {path.name for path in (folder / "report").iterdir()}
+    assert {"report.md", "scores.png", "training_curves.png", "density-paft.png"} <= files
+    text = (folder / "report" / "report.md").read_text()
+    assert "Alignment tax" in text and "offline twins" in text and "sequential" in text
+    assert all(name in summary["console"] for name in variants.ORDER)
+
+    client, _ = tiny.tracked_runs(paft_home)
+    (parent,) = pipeline_runs(client)
+    assert parent.info.status == "FINISHED"
+    artifacts = {item.path for item in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/report.md" in artifacts and "report/scores.png" in artifacts
+    query = f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    stages = client.search_runs([parent.info.experiment_id], query)
+    names = [run.info.run_name for run in stages]
+    assert names.count("sft") == 2 and names.count("preference") == 2  # L1 + no L1; parallel + sequential
+    assert names.count("merge") == 5 and len([n for n in names if n.startswith("eval:")]) == 6
+    assert set(children(client, parent)) == {"sft", "preference", "merge", "eval"}
+    champion = client.get_model_version_by_alias("tiny", "champion").version
+    assert int(champion) == int(client.get_model_version_by_alias("tiny", "candidate").version) == 1
+    assert "no champion yet" in parent.data.tags["paft.promotion"]
