@@ -53,6 +53,7 @@ def _follow(process: subprocess.Popen, stage: str, tail: deque, logger) -> None:
             done = int(100 * int(step.group(1)) / max(int(step.group(2)), 1))
             if artifact is None:
                 artifact = create_progress_artifact(0.0, description=f"paft {stage}: steps done")
+            shown = -1 if done < shown else shown  # a new bar (tokenizing, then training steps)
             if done >= shown + 5:
                 update_progress_artifact(artifact, float(done))
                 if done // 10 > shown // 10 or done == 100:  # a step counter with ETA on the console too
