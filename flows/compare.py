@@ -11,9 +11,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from paft_core import paths, variants
 from paft_core.config import PipelineRun
-from tasks.compare import evaluate_variant, promote, report, sequential_spec, write_spec
+from tasks.compare import evaluate_variant, report, sequential_spec, write_spec
 from tasks.stages import BRANCHES, merge_deltas, prepare, train_branch
-from tasks.tracking import close_pipeline_run, open_pipeline_run
+from tasks.tracking import close_pipeline_run, open_pipeline_run, promote
 
 
 @flow(name="paft-compare", task_runner=ThreadPoolTaskRunner(max_workers=16))

@@ -12,12 +12,12 @@ from prefect.runtime import flow_run
 from paft_core import paths
 from paft_core.config import PipelineRun
 from tasks.stages import BRANCHES, evaluate_model, merge_deltas, prepare, train_branch, train_remote
-from tasks.tracking import close_pipeline_run, open_pipeline_run, register_merged_model, summarize
+from tasks.tracking import close_pipeline_run, open_pipeline_run, promote, summarize
 
 
 @flow(name="paft")
 def paft_flow(spec: PipelineRun) -> dict[str, float]:
-    """Train both branches concurrently from one base, merge their deltas, evaluate, register."""
+    """Train both branches concurrently from one base, merge their deltas, evaluate, register, gate."""
     parent = open_pipeline_run(spec)
     try:
         config = prepare(spec, str(paths.home() / "runs" / str(flow_run.id or "local")))
@@ -27,8 +27,8 @@ def paft_flow(spec: PipelineRun) -> dict[str, float]:
         [branch.result() for branch in branches]  # raises the first branch failure
         merged = merge_deltas(config, parent)
         scores = evaluate_model(config, f"{merged}/model", parent)
-        version = register_merged_model(spec, merged)
-        summary = summarize(spec, parent, merged, scores, version)
+        decision = promote(spec, merged, scores)  # `candidate`; `champion` only if the gate allows it
+        summary = summarize(spec, parent, merged, scores, decision["version"])
     except BaseException:
         close_pipeline_run(spec, parent, "FAILED", {})
         raise

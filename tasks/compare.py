@@ -1,13 +1,12 @@
-"""Prefect tasks of the comparison flow: variant specs, scoring, gated promotion and the report."""
+"""Prefect tasks of the comparison flow: variant specs, variant scoring and the report."""
 
-import json
 from pathlib import Path
 
 import yaml
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from paft_core import comparison, promotion, tracking, variants
+from paft_core import comparison, tracking, variants
 from paft_core.config import PipelineRun
 from paft_core.tracking import PARENT_ENV
 from tasks.process import run_paft
@@ -34,24 +33,6 @@ def evaluate_variant(config: str, name: str, merge_folder: str | None,
     """Score a variant: its merged model, or the base model when it has none."""
     model = ["--model", f"{merge_folder}/model"] if merge_folder else []
     return run_paft(["eval", config, *model], {PARENT_ENV: parent_run_id})["metrics"]
-
-
-@task(name="promote")
-def promote(spec: PipelineRun, merge_folder: str, metrics: dict[str, float]) -> dict:
-    """Register the PAFT model as `candidate`; move `champion` to it only when the gate says so."""
-    _, scores = comparison.scores(metrics)
-    held = tracking.alias_version(spec.tracking, spec.name, "champion")
-    champion = json.loads(held[1]["paft.scores"]) if held and "paft.scores" in held[1] else None
-    done = json.loads((Path(merge_folder) / "complete.json").read_text())
-    tags = {"paft.merge_method": spec.merge.method, "paft.scores": json.dumps(scores)}
-    model = Path(merge_folder) / "model"
-    version = tracking.register_model(spec.tracking, spec.name, model, done["run_id"], tags)
-    tracking.set_alias(spec.tracking, spec.name, "candidate", version)
-    decision = promotion.decide(scores, champion, spec.promotion.max_drop)
-    if decision.promote:
-        tracking.set_alias(spec.tracking, spec.name, "champion", version)
-    return {"version": version, "promote": decision.promote, "reason": decision.reason,
-            "champion_before": held[0] if held else None}
 
 
 @task(name="report")

@@ -8,7 +8,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from paft_core import tracking
+from paft_core import comparison, promotion, tracking
 from paft_core.config import PipelineRun
 from paft_core.paths import PROJECT_ROOT
 
@@ -28,14 +28,22 @@ def close_pipeline_run(spec: PipelineRun, run_id: str, status: str, metrics: dic
     tracking.close_pipeline_run(spec.tracking, run_id, status, metrics)
 
 
-@task(name="register-model")
-def register_merged_model(spec: PipelineRun, merge_folder: str) -> str:
-    """Register the merged model as a new version of `<name>` with alias `candidate`; return it."""
+@task(name="promote")
+def promote(spec: PipelineRun, merge_folder: str, metrics: dict[str, float]) -> dict:
+    """Register the PAFT model as `candidate`; move `champion` to it only when the gate says so."""
+    _, scores = comparison.scores(metrics)
+    held = tracking.alias_version(spec.tracking, spec.name, "champion")
+    champion = json.loads(held[1]["paft.scores"]) if held and "paft.scores" in held[1] else None
     done = json.loads((Path(merge_folder) / "complete.json").read_text())
-    version = tracking.register_model(spec.tracking, spec.name, Path(merge_folder) / "model", done["run_id"],
-                                      {"paft.merge_method": spec.merge.method})
+    tags = {"paft.merge_method": spec.merge.method, "paft.scores": json.dumps(scores)}
+    model = Path(merge_folder) / "model"
+    version = tracking.register_model(spec.tracking, spec.name, model, done["run_id"], tags)
     tracking.set_alias(spec.tracking, spec.name, "candidate", version)
-    return version
+    decision = promotion.decide(scores, champion, spec.promotion.max_drop)
+    if decision.promote:
+        tracking.set_alias(spec.tracking, spec.name, "champion", version)
+    return {"version": version, "promote": decision.promote, "reason": decision.reason,
+            "champion_before": held[0] if held else None}
 
 
 @task(name="summarize")

@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 from paft_core import stage, tracking
 from paft_core.config import TrackingSpec
 from paft_core.promotion import decide
-from tasks.compare import promote
+from tasks.tracking import promote
 from tests import tiny
 
 CHAMPION = {"arc": 40.0, "gsm8k": 10.0, "average": 25.0}
