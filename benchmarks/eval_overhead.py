@@ -45,7 +45,7 @@ def raw(spec: PipelineRun, model: target.Target) -> float:
 
 
 def paft(spec: PipelineRun, model: target.Target) -> float:
-    """One `paft eval` (library call) into a fresh output folder, so nothing is cached; return its wall time."""
+    """One `paft eval` (library call) into a fresh output folder, never cached; return its wall time."""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         runner.evaluate(spec, model, out=Path(out))
