@@ -7,15 +7,13 @@ deployment; the stage folders must then live on storage both machines see (PAFT_
 from typing import Literal
 
 from prefect import flow
-from prefect.runtime import flow_run
 
-from paft_core import paths
 from paft_core.config import PipelineRun
-from tasks.stages import prepare, train_branch
+from tasks.stages import prepare, run_folder, train_branch
 
 
 @flow(name="paft-branch")
 def branch_flow(spec: PipelineRun, branch: Literal["sft", "preference"], parent_run_id: str = "") -> str:
     """Check the spec, resolve the base model, train one branch; return its stage folder."""
-    config = prepare(spec, str(paths.home() / "runs" / str(flow_run.id or "local")))
+    config = prepare(spec, run_folder())
     return train_branch(config, branch, parent_run_id)

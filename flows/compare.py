@@ -6,13 +6,12 @@ inputs share one content-addressed folder, so the PAFT branches are trained once
 """
 
 from prefect import flow
-from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from paft_core import paths, variants
+from paft_core import variants
 from paft_core.config import PipelineRun
 from tasks.compare import evaluate_variant, report, sequential_spec, write_spec
-from tasks.stages import BRANCHES, merge_deltas, prepare, train_branch
+from tasks.stages import BRANCHES, merge_deltas, prepare, run_folder, train_branch
 from tasks.tracking import close_pipeline_run, open_pipeline_run, promote
 
 
@@ -21,7 +20,7 @@ def compare_flow(spec: PipelineRun) -> dict:
     """Train the branches once, merge and score every variant as soon as its inputs exist, report."""
     parent = open_pipeline_run(spec)
     try:
-        folder = str(paths.home() / "runs" / str(flow_run.id or "local"))
+        folder = run_folder()
         prepare(spec, folder)
         configs = {name: write_spec(variant, folder, name) for name, variant in variants.specs(spec).items()}
         trained = {branch: train_branch.submit(configs["paft"], branch, parent) for branch in BRANCHES}

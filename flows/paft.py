@@ -7,11 +7,17 @@ branch leaves the other's finished output in its stage folder for the re-run.
 
 from prefect import flow
 from prefect.futures import wait
-from prefect.runtime import flow_run
 
-from paft_core import paths
 from paft_core.config import PipelineRun
-from tasks.stages import BRANCHES, evaluate_model, merge_deltas, prepare, train_branch, train_remote
+from tasks.stages import (
+    BRANCHES,
+    evaluate_model,
+    merge_deltas,
+    prepare,
+    run_folder,
+    train_branch,
+    train_remote,
+)
 from tasks.tracking import close_pipeline_run, open_pipeline_run, promote, summarize
 
 
@@ -20,7 +26,7 @@ def paft_flow(spec: PipelineRun) -> dict[str, float]:
     """Train both branches concurrently from one base, merge their deltas, evaluate, register, gate."""
     parent = open_pipeline_run(spec)
     try:
-        config = prepare(spec, str(paths.home() / "runs" / str(flow_run.id or "local")))
+        config = prepare(spec, run_folder())
         train = train_remote if spec.orchestration.branch_deployment else train_branch
         branches = [train.submit(config, branch, parent) for branch in BRANCHES]
         wait(branches)  # both branches end before a failure is raised: a finished one is kept

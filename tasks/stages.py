@@ -5,13 +5,19 @@ from pathlib import Path
 
 import yaml
 from prefect import task
+from prefect.runtime import flow_run
 
-from paft_core import stage
+from paft_core import paths, stage
 from paft_core.config import PipelineRun, load_config
 from paft_core.tracking import PARENT_ENV
 from tasks.process import StageFailed, run_paft
 
 BRANCHES = ("sft", "preference")
+
+
+def run_folder() -> str:
+    """Where this flow run keeps its spec files and report: .paft/runs/<flow run id>."""
+    return str(paths.home() / "runs" / str(flow_run.id or "local"))
 
 
 @task(name="prepare")

@@ -27,6 +27,17 @@ def children(client, parent):
     return {run.info.run_name.split(":")[0]: run for run in runs}
 
 
+def branch_task_runs(flow_run_id):
+    """The Prefect task runs of the two branches (each spans its whole `paft train` process)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as prefect:
+        found = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    by_name = {run.name: run for run in found}
+    return by_name["train-sft"], by_name["train-preference"]
+
+
 def pipeline_runs(client, experiment="paft"):
     found = client.get_experiment_by_name(experiment)
     return client.search_runs([found.experiment_id], "tags.`paft.stage` = 'pipeline'",
@@ -41,7 +52,7 @@ def test_the_dag_trains_both_branches_at_once_and_tracks_everything(tiny_base, p
     runs = children(client, parent)
     assert set(runs) == {"sft", "preference", "merge", "eval"}
     assert all(run.info.status == "FINISHED" for run in [parent, *runs.values()])
-    sft, preference = runs["sft"].info, runs["preference"].info
+    sft, preference = branch_task_runs(parent.data.tags["prefect.flow_run_id"])
     assert sft.start_time < preference.end_time and preference.start_time < sft.end_time  # overlapped
     assert parent.data.tags["prefect.flow_run_id"] and parent.data.tags["paft.base_model"] == str(tiny_base)
     average = "eval/open_llm_v1-offline-quick/average"
@@ -65,7 +76,8 @@ def test_a_branch_killed_mid_training_resumes_in_the_next_flow_run(tiny_base, pa
     training = subprocess.Popen([sys.executable, "-m", "paft_core.cli", "train", "sft", str(config)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (folder / "checkpoints" / "checkpoint-2").is_dir() and time.monotonic() < deadline:
+    saved = folder / "checkpoints" / "checkpoint-2" / "trainer_state.json"  # the Trainer writes it last
+    while not saved.is_file() and time.monotonic() < deadline:
         time.sleep(0.2)
     training.send_signal(signal.SIGKILL)
     training.wait()
