@@ -13,7 +13,6 @@ from typing import Literal
 import torch
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from paft_core import data, models, stage, tracking
 from paft_core.config import LoraSpec, ModelSpec, PipelineRun, TrainSpec
@@ -36,7 +35,7 @@ def run_branch(spec: PipelineRun, branch: Branch, build: BuildTrainer, out: Path
     base = models.resolve(spec.model)
     stage.check_inputs(out, {"model": base.fingerprint, "data": dataset.fingerprint})
     _seed_and_threads(branch_spec.train)
-    checkpoint = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
+    checkpoint = last_whole_checkpoint(out / "checkpoints")
     tags = {"paft.base_model": base.source, "paft.base_fingerprint": base.fingerprint,
             "paft.data_fingerprint": dataset.fingerprint, "paft.output": str(out),
             "paft.resumed_from": Path(checkpoint).name if checkpoint else "none"}
@@ -50,6 +49,13 @@ def run_branch(spec: PipelineRun, branch: Branch, build: BuildTrainer, out: Path
         stage.finish(out, {"run_id": run_id, "adapter": "adapter", "global_step": trainer.state.global_step,
                            "resumed_from": tags["paft.resumed_from"]})
     return out
+
+
+def last_whole_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint the Trainer finished saving (it writes trainer_state.json last), if any."""
+    whole = [path for path in folder.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    # A kill mid-save leaves a newer, partial folder that transformers' get_last_checkpoint would pick.
+    return str(max(whole, key=lambda path: int(path.name.split("-")[-1]))) if whole else None
 
 
 def load_base(folder: Path, spec: ModelSpec, train: TrainSpec) -> tuple:

@@ -107,6 +107,9 @@ def test_interrupted_run_resumes_from_its_checkpoint(tiny_base, paft_home):
     with pytest.raises(RuntimeError, match="simulated crash"):
         sft.train(spec, out, callbacks=[CrashAt(3)])
     assert not (out / "complete.json").exists() and not (out / "adapter").exists()
+    partial = out / "checkpoints" / "checkpoint-3"  # as a kill in the middle of a save leaves it
+    partial.mkdir()
+    (partial / "adapter_model.safetensors").write_bytes(b"cut short")
     sft.train(spec, out)
     done = json.loads((out / "complete.json").read_text())
     assert done["resumed_from"] == "checkpoint-2" and done["global_step"] == 4
