@@ -72,6 +72,10 @@ def run(suite: Suite, how: Settings, target: Target, spec: EvalSpec, log_samples
     # Only the suite's folders: indexing all of lm-eval's 14k task configs costs ~10 s.
     manager = TaskManager(include_path=[str(root / d) for d in suite.task_dirs], include_defaults=False)
     device = spec.device or _default_device()
+    if spec.threads:  # not in Settings: thread count does not change what is scored, only how fast
+        import torch
+
+        torch.set_num_threads(spec.threads)
     cache = paths.home() / "lm_eval_cache" / target.fingerprint[:16] if spec.request_cache else None
     return lm_eval.simple_evaluate(
         model=how.backend, model_args=_model_args(target, how),

@@ -72,3 +72,9 @@ def test_changed_settings_miss_the_cache(tiny_base):
     base = target.Target("base", tiny_base, "f" * 64)
     one, two = (runner.plan(eval_spec(tiny_base, limit=n).evaluation, base)[0] for n in (1, 2))
     assert one.folder != two.folder and one.label == two.label == "open_llm_v1-offline-quick"
+
+
+def test_thread_count_keeps_the_cache(tiny_base):
+    base = target.Target("base", tiny_base, "f" * 64)
+    one, two = (runner.plan(eval_spec(tiny_base, threads=n).evaluation, base)[0] for n in (None, 1))
+    assert one.folder == two.folder  # how fast a model was scored is not part of what was scored
