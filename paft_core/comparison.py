@@ -5,6 +5,7 @@ so it can be rebuilt from a finished run's folders.
 """
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -42,9 +43,10 @@ def table(results: dict[str, dict[str, float]], merges: dict[str, str | None]) -
     for variant, metrics in results.items():
         label, values = scores(metrics)
         spent = sparsity(merges.get(variant))
+        stderr = metrics.get(f"eval/{label}/average_stderr")
         rows.append({"variant": variant, **{k: v for k, v in values.items() if k != "average"},
-                     "average": values["average"], "sft_sparsity": spent.get("sft"),
-                     "preference_sparsity": spent.get("preference")})
+                     "average": values["average"], "average_stderr": stderr,
+                     "sft_sparsity": spent.get("sft"), "preference_sparsity": spent.get("preference")})
     return label, rows
 
 
@@ -52,6 +54,13 @@ def alignment_tax(rows: list[dict]) -> float | None:
     """PAFT average minus sequential SFT → preference average (positive: PAFT avoids the tax)."""
     average = {row["variant"]: row["average"] for row in rows}
     return average["paft"] - average["sequential"] if {"paft", "sequential"} <= set(average) else None
+
+
+def tax_stderr(rows: list[dict]) -> float | None:
+    """The tax's standard error as if the two averages were independent (an upper bound: they share items)."""
+    errors = {row["variant"]: row.get("average_stderr") for row in rows}
+    paft, sequential = errors.get("paft"), errors.get("sequential")
+    return None if paft is None or sequential is None else math.hypot(paft, sequential)
 
 
 def render(rows: list[dict]) -> str:
@@ -74,27 +83,33 @@ def write(folder: Path, results: dict[str, dict[str, float]], merges: dict[str, 
     """Write report.md, scores.png, density plots and training curves into `folder`; return the summary."""
     folder.mkdir(parents=True, exist_ok=True)
     label, rows = table(results, merges)
-    tax = alignment_tax(rows)
+    tax, stderr = alignment_tax(rows), tax_stderr(rows)
     plots = [_scores_plot(rows, folder / "scores.png"), _curves(branches, folder / "training_curves.png")]
     for variant, merge in merges.items():
         source = Path(merge) / "plots" / "density.png" if merge else None
         if source and source.is_file():
             shutil.copy2(source, folder / f"density-{variant}.png")
             plots.append(folder / f"density-{variant}.png")
-    text = _markdown(label, rows, tax, decision, [p for p in plots if p])
+    text = _markdown(label, rows, tax_sentence(tax, stderr), decision, [p for p in plots if p])
     (folder / "report.md").write_text(text)
-    return {"suite": label, "rows": rows, "alignment_tax": tax, "markdown": text}
+    return {"suite": label, "rows": rows, "alignment_tax": tax, "alignment_tax_stderr": stderr,
+            "markdown": text}
 
 
-def tax_sentence(tax: float | None) -> str:
+def tax_sentence(tax: float | None, stderr: float | None = None) -> str:
+    """The tax with its sign, its standard error when the scores have one, and what it allows to say."""
     if tax is None:
         return "Alignment tax: not measured (the sequential baseline is off)."
+    said = f"Alignment tax (PAFT average − sequential SFT → preference average): {tax:+.2f} points"
+    if stderr is not None:
+        said += f" (standard error at most {stderr:.2f})"
+        if abs(tax) < 2 * stderr:
+            return said + "; within noise: neither recipe is shown better on these items."
     verdict = "PAFT beats" if tax > 0 else "PAFT trails" if tax < 0 else "PAFT ties"
-    return (f"Alignment tax (PAFT average − sequential SFT → preference average): {tax:+.2f} points; "
-            f"{verdict} the sequential recipe here.")
+    return f"{said}; {verdict} the sequential recipe here."
 
 
-def _markdown(label: str, rows: list[dict], tax: float | None, decision: dict, plots: list[Path]) -> str:
+def _markdown(label: str, rows: list[dict], tax: str, decision: dict, plots: list[Path]) -> str:
     quick = "quick" in label
     moved = "`champion` moved to" if decision.get("promote") else "`champion` kept; candidate"
     lines = [f"# PAFT comparison on `{label}`", ""]
@@ -103,7 +118,7 @@ def _markdown(label: str, rows: list[dict], tax: float | None, decision: dict, p
                   "upstream schema) with the **quick profile** (few items, short generations): a smoke "
                   "reading of the method, not leaderboard numbers.", ""]
     lines += [render(rows), "", "Sparsity: share of a delta's entries at or below 1 % of its tensor's "
-              "largest magnitude (from the merge report).", "", tax_sentence(tax), "",
+              "largest magnitude (from the merge report).", "", tax, "",
               f"Promotion: {moved} version {decision.get('version')}: {decision.get('reason')}", "",
               "## Plots", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]

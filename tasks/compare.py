@@ -48,7 +48,10 @@ def report(spec: PipelineRun, parent_run_id: str, folder: str, results: dict, me
     summary = {f"compare/{row['variant']}/average": row["average"] for row in made["rows"]}
     if made["alignment_tax"] is not None:
         summary["compare/alignment_tax"] = made["alignment_tax"]
+    if made["alignment_tax_stderr"] is not None:
+        summary["compare/alignment_tax_stderr"] = made["alignment_tax_stderr"]
     summary["promotion/promoted"] = float(decision["promote"])
-    console = "\n".join([comparison.render(made["rows"]), comparison.tax_sentence(made["alignment_tax"]),
+    tax = comparison.tax_sentence(made["alignment_tax"], made["alignment_tax_stderr"])
+    console = "\n".join([comparison.render(made["rows"]), tax,
                          f"Promotion of version {decision['version']}: {decision['reason']}"])
     return {"metrics": {**summary, **results.get("paft", {})}, "folder": str(out), "console": console}
