@@ -127,7 +127,7 @@ def _markdown(label: str, rows: list[dict], tax: str, decision: dict, plots: lis
 
 def _scores_plot(rows: list[dict], path: Path) -> Path:
     """Grouped bars: one group per benchmark (and the average), one bar per variant."""
-    skip = {"variant", "sft_sparsity", "preference_sparsity"}
+    skip = {"variant", "average_stderr", "sft_sparsity", "preference_sparsity"}
     benchmarks = [key for key in rows[0] if key not in skip]
     figure, axis = plt.subplots(figsize=(1.6 * len(benchmarks) + 2, 4))
     width = 0.8 / len(rows)

@@ -37,3 +37,11 @@ def test_without_standard_errors_the_tax_keeps_its_sign_only():
     found = rows(59.0, 60.0, None)
     assert comparison.tax_stderr(found) is None
     assert comparison.tax_sentence(-1.0, None).endswith("PAFT trails the sequential recipe here.")
+
+
+@pytest.mark.parametrize("stderr", [None, 2.5])
+def test_the_report_is_written_with_or_without_standard_errors(tmp_path, stderr):
+    results = {"sequential": scored(60.0, stderr), "paft": scored(61.0, stderr)}
+    made = comparison.write(tmp_path, results, {}, {}, {"promote": True, "version": 1, "reason": "first"})
+    assert (tmp_path / "scores.png").is_file() and made["alignment_tax"] == pytest.approx(1.0)
+    assert ("standard error at most" in made["markdown"]) == (stderr is not None)
