@@ -23,14 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRL_EXPERIMENTAL_SILENCE="1",
                   PREFECT_SERVER_ANALYTICS_ENABLED="false")
 
 from paft_core import paths, servers  # noqa: E402
+from paft_core.config import write_config  # noqa: E402
 from tests import tiny  # noqa: E402
 
 FAST_EVAL = {"source": "offline", "profile": "quick", "limit": 1, "max_gen_toks": 8, "bootstrap_iters": 0,
@@ -83,8 +82,7 @@ def tiny_overhead(repeats: int) -> None:
     corpus = tiny.corpus_from(paths.DEMO_DATA / "sft.jsonl", paths.DEMO_DATA / "preference.jsonl")
     spec = tiny.spec(tiny.build_model(scratch / "tiny", corpus), evaluation=FAST_EVAL,
                      tracking={"experiment": "bench"})
-    config = scratch / "spec.yaml"
-    config.write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True)))
+    config = write_config(spec, scratch / "spec.yaml")
     port = servers.free_port()
     base = {**os.environ, "PREFECT_HOME": str(scratch / "prefect")}
     base.pop("PREFECT_API_URL", None)

@@ -60,13 +60,12 @@ def _result(values: dict) -> None:
 def _run(args: argparse.Namespace) -> None:
     from paft_core import lock, servers, tracking
     from paft_core.config import load_config
-    from paft_core.paths import PROJECT_ROOT
 
     spec = load_config(args.config)  # a bad spec fails here, before Prefect starts
     if os.environ.get("PREFECT_API_URL"):  # unset: Prefect's ephemeral API, nothing to reach
         servers.check_prefect(os.environ["PREFECT_API_URL"])
     servers.check_mlflow(tracking.tracking_uri(spec.tracking))
-    sys.path.insert(0, str(PROJECT_ROOT))  # flows/ and tasks/ live beside the package, not in it
+    _project_packages()
     with lock.exclusive():  # a second run on this project folder is refused, not interleaved
         if spec.comparison.enabled:
             from flows.compare import compare_flow
@@ -179,10 +178,15 @@ def _add_servers(commands) -> None:
     deploy.set_defaults(handler=_deploy)
 
 
-def _serve(args: argparse.Namespace) -> None:
+def _project_packages() -> None:
+    """Make flows/, tasks/ and deployments/ importable: they live beside the package (they import Prefect)."""
     from paft_core.paths import PROJECT_ROOT
 
-    sys.path.insert(0, str(PROJECT_ROOT))  # deployments/ lives beside the package: it imports Prefect
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    _project_packages()
     from deployments.serve import serve
 
     serve(args.host, args.port)
@@ -195,9 +199,7 @@ def _ui(args: argparse.Namespace) -> None:
 
 
 def _deploy(args: argparse.Namespace) -> None:
-    from paft_core.paths import PROJECT_ROOT
-
-    sys.path.insert(0, str(PROJECT_ROOT))
+    _project_packages()
     from deployments.deploy import deploy
 
     deploy(args.pool, args.source)

@@ -247,6 +247,14 @@ class PipelineRun(Spec):
     promotion: PromotionSpec = PromotionSpec()
 
 
+def write_config(spec: Spec, path: str | Path) -> Path:
+    """Write a spec as YAML that `load_config` reads back (field aliases, fields in declaration order)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False))
+    return path
+
+
 def load_config(path: str | Path, schema: type[Spec] = PipelineRun) -> Spec:
     """Read a YAML file into `schema`; raise ConfigError with one line per problem, naming the field."""
     path = Path(path)

@@ -2,23 +2,18 @@
 
 from pathlib import Path
 
-import yaml
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from paft_core import comparison, tracking, variants
-from paft_core.config import PipelineRun
-from paft_core.tracking import PARENT_ENV
-from tasks.process import run_paft
+from paft_core.config import PipelineRun, write_config
+from tasks.stages import evaluate_model
 
 
 @task(name="variant-spec", task_run_name="spec-{name}")
 def write_spec(spec: PipelineRun, folder: str, name: str) -> str:
     """Write one variant's spec where its stage processes read it; return the file."""
-    config = Path(folder) / name / "spec.yaml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False))
-    return str(config)
+    return str(write_config(spec, Path(folder) / name / "spec.yaml"))
 
 
 @task(name="sequential-spec")
@@ -31,8 +26,7 @@ def sequential_spec(spec: PipelineRun, sft_merge: str, folder: str) -> str:
 def evaluate_variant(config: str, name: str, merge_folder: str | None,
                      parent_run_id: str) -> dict[str, float]:
     """Score a variant: its merged model, or the base model when it has none."""
-    model = ["--model", f"{merge_folder}/model"] if merge_folder else []
-    return run_paft(["eval", config, *model], {PARENT_ENV: parent_run_id})["metrics"]
+    return evaluate_model.fn(config, f"{merge_folder}/model" if merge_folder else None, parent_run_id)
 
 
 @task(name="report")

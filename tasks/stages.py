@@ -3,12 +3,11 @@
 import os
 from pathlib import Path
 
-import yaml
 from prefect import task
 from prefect.runtime import flow_run
 
 from paft_core import paths, stage
-from paft_core.config import PipelineRun, load_config
+from paft_core.config import PipelineRun, load_config, write_config
 from paft_core.tracking import PARENT_ENV
 from tasks.process import StageFailed, run_paft
 
@@ -23,9 +22,7 @@ def run_folder() -> str:
 @task(name="prepare")
 def prepare(spec: PipelineRun, folder: str) -> str:
     """Write the spec where the stage processes read it; check its data and resolve its base model."""
-    config = Path(folder) / "spec.yaml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False))
+    config = write_config(spec, Path(folder) / "spec.yaml")
     run_paft(["validate", str(config)])
     run_paft(["model", str(config)])
     return str(config)
@@ -60,9 +57,10 @@ def merge_deltas(config: str, parent_run_id: str) -> str:
 
 
 @task(name="evaluate")
-def evaluate_model(config: str, model: str, parent_run_id: str) -> dict[str, float]:
-    """Score a model folder on the spec's suites; return its eval/* metrics."""
-    return run_paft(["eval", config, "--model", model], {PARENT_ENV: parent_run_id})["metrics"]
+def evaluate_model(config: str, model: str | None, parent_run_id: str) -> dict[str, float]:
+    """Score a model folder (None: the spec's base model) on the spec's suites; return its eval/* metrics."""
+    chosen = ["--model", model] if model else []
+    return run_paft(["eval", config, *chosen], {PARENT_ENV: parent_run_id})["metrics"]
 
 
 def branch_devices(branch: str) -> dict[str, str]:

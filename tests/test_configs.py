@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from paft_core.config import PipelineRun, load_config
+from paft_core.config import PipelineRun, load_config, write_config
 from paft_core.errors import ConfigError
 
 SHIPPED = sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
@@ -64,3 +64,9 @@ def test_malformed_yaml_is_one_line(tmp_path, text, hint):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_a_written_spec_reads_back_equal(path, tmp_path):
+    spec = load_config(path)
+    assert load_config(write_config(spec, tmp_path / "runs" / "spec.yaml")) == spec

@@ -7,12 +7,12 @@ import sys
 import time
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
 from flows.branch import branch_flow
 from flows.paft import paft_flow
 from paft_core import stage
+from paft_core.config import write_config
 from tasks.process import StageFailed
 from tests import tiny
 
@@ -70,8 +70,7 @@ def test_the_dag_trains_both_branches_at_once_and_tracks_everything(tiny_base, p
 def test_a_branch_killed_mid_training_resumes_in_the_next_flow_run(tiny_base, paft_home, tmp_path,
                                                                    prefect_server):
     spec = tiny.spec(tiny_base, evaluation=FAST_EVAL, sft__train__max_steps=200, sft__train__save_steps=5)
-    config = tmp_path / "spec.yaml"
-    config.write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True)))
+    config = write_config(spec, tmp_path / "spec.yaml")
     folder = stage.default_folder("sft", stage.branch_reads(spec, "sft"))
     training = subprocess.Popen([sys.executable, "-m", "paft_core.cli", "train", "sft", str(config)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
