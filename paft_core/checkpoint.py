@@ -1,19 +1,20 @@
 """Safetensors checkpoints read and written one tensor at a time, so memory holds one tensor, not a model.
 
-Reading opens the shard for each tensor and closes it again: safetensors maps files into memory, and a
-shard kept open would keep every page it touched resident. Writing lays out each shard's header from the
+Reading copies one tensor's bytes from its offset straight into a new tensor (one `preadv`, no memory
+map: a mapped shard keeps every page it touched resident, and parsing its header per tensor costs more
+than the read). Writing lays out each shard's header from the
 shapes and dtypes known up front, then streams the tensors' bytes in order (the format is a length, a
 JSON header and the raw bytes: https://github.com/huggingface/safetensors#format).
 """
 
 import json
+import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -50,9 +51,21 @@ class Reader:
         return list(self.entries)
 
     def get(self, name: str) -> torch.Tensor:
-        """Load one tensor into memory, leaving nothing of its file mapped."""
-        with safe_open(self.entries[name].file, framework="pt") as handle:
-            return handle.get_tensor(name)
+        """Load one tensor into memory, leaving nothing of its file open or mapped."""
+        entry = self.entries[name]
+        tensor = torch.empty(entry.shape, dtype=DTYPES[entry.dtype])
+        buffer = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+        descriptor = os.open(entry.file, os.O_RDONLY)
+        try:
+            done = 0
+            while done < entry.nbytes:
+                read = os.preadv(descriptor, [buffer[done:]], entry.start + done)
+                if read == 0:
+                    raise OSError(f"{entry.file}: ends inside tensor {name}; the file is truncated")
+                done += read
+        finally:
+            os.close(descriptor)
+        return tensor
 
     def nbytes(self) -> int:
         """Total size of the tensors' data."""

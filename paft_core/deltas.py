@@ -7,10 +7,12 @@ PiSSA-style inits that rewrite the base, …) are refused rather than merged wro
 
 import json
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
 import torch
+from safetensors.torch import load_file
 
 from paft_core.checkpoint import Reader
 from paft_core.errors import DataError
@@ -59,11 +61,16 @@ class LoraDelta:
             shapes[f"{module}.weight"] = shape[::-1] if self.config.get("fan_in_fan_out") else shape
         return shapes
 
+    @cached_property
+    def factors(self) -> dict[str, torch.Tensor]:
+        """Every lora_A/lora_B, loaded once: adapters are small (rank × (in + out) per module)."""
+        return load_file(self.path / ADAPTER_WEIGHTS)
+
     def delta(self, name: str, base: torch.Tensor | None = None) -> torch.Tensor:
         """s·B·A for the module owning base tensor `name`."""
         module = name.removesuffix(".weight")
-        lora_a = self.reader.get(f"{PREFIX}{module}.lora_A.weight").float()
-        lora_b = self.reader.get(f"{PREFIX}{module}.lora_B.weight").float()
+        lora_a = self.factors[f"{PREFIX}{module}.lora_A.weight"].float()
+        lora_b = self.factors[f"{PREFIX}{module}.lora_B.weight"].float()
         product = (lora_b @ lora_a) * self.scale(module, lora_a.shape[0])
         return product.T if self.config.get("fan_in_fan_out") else product
 
@@ -77,8 +84,8 @@ class LoraDelta:
 
     def check_finite(self) -> None:
         """Refuse factors holding NaN or Inf (cheap: the factors are small)."""
-        for name in self.reader.names():
-            if not torch.isfinite(self.reader.get(name)).all():
+        for name, factor in self.factors.items():
+            if not torch.isfinite(factor).all():
                 raise DataError(f"{self.path / ADAPTER_WEIGHTS}: {name} holds NaN or Inf")
 
 

@@ -10,6 +10,7 @@ import peft and transformers (2.6 s of start-up for two five-line functions).
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from paft_core import sparsify
@@ -54,31 +55,46 @@ def combine(recipe: Recipe, module: str, deltas: list[torch.Tensor],
     trimmed = [sparsify.apply(delta, method, density, _generator(recipe.seed, module, index), mags)
                for index, (delta, method, density, mags)
                in enumerate(zip(deltas, recipe.sparsifiers, recipe.densities, magnitudes, strict=True))]
-    stacked = torch.stack(trimmed)
-    weights = torch.tensor(recipe.weights, dtype=stacked.dtype).view(-1, *[1] * deltas[0].dim())
+    stacked = np.stack([sparsify.flat(delta) for delta in trimmed])
+    weights = np.asarray(recipe.weights, dtype=np.float32)[:, None]
     consensus = METHODS[recipe.method][1]
     if consensus == "ties":
-        elected = elect_signs(stacked, recipe.majority_sign)
-        merged = disjoint_mean(stacked * weights, elected)
-        kept = list(elected)
+        elected = _elect_signs(stacked, recipe.majority_sign)
+        merged = _disjoint_mean(stacked * weights, elected)
+        kept = elected
     else:
         merged = (stacked * weights).sum(0)
         if consensus == "mean":
-            merged = merged / sum(recipe.weights)
-        kept = list(stacked != 0)
-    return merged * recipe.scale, kept
+            merged = merged / np.float32(sum(recipe.weights))
+        kept = stacked != 0
+    shape = deltas[0].shape
+    return (torch.from_numpy(merged * np.float32(recipe.scale)).view(shape),
+            [torch.from_numpy(mask).view(shape) for mask in kept])
 
 
 def elect_signs(stacked: torch.Tensor, method: str) -> torch.Tensor:
     """TIES sign election: per entry, the sign of the summed values ("total") or of the summed signs."""
-    signs = stacked.sign()
-    total = stacked.sum(0) if method == "total" else signs.sum(0)
-    return signs == torch.where(total >= 0, 1.0, -1.0)
+    return torch.from_numpy(_elect_signs(stacked.numpy(), method))
 
 
 def disjoint_mean(weighted: torch.Tensor, elected: torch.Tensor) -> torch.Tensor:
     """TIES disjoint merge: the mean of the entries that agree with the elected sign (zeros never agree)."""
-    return (weighted * elected).sum(0) / elected.sum(0).clamp(min=1)
+    return torch.from_numpy(_disjoint_mean(weighted.numpy(), elected.numpy()))
+
+
+# The same two steps on numpy arrays, which the merge loop uses: numpy's comparison and boolean kernels
+# run ~8× faster than torch's on CPU, and these two steps are mostly comparisons and masks.
+
+
+def _elect_signs(stacked: np.ndarray, method: str) -> np.ndarray:
+    total = stacked.sum(0) if method == "total" else np.sign(stacked).sum(0)
+    positive = total >= 0  # a tie elects +, as peft does
+    return ((stacked > 0) == positive) & (stacked != 0)
+
+
+def _disjoint_mean(weighted: np.ndarray, elected: np.ndarray) -> np.ndarray:
+    agreeing = elected.sum(0, dtype=np.float32)
+    return (weighted * elected).sum(0) / np.maximum(agreeing, np.float32(1))
 
 
 def _generator(seed: int, module: str, index: int) -> torch.Generator:

@@ -11,9 +11,10 @@ import re
 from collections import defaultdict
 from itertools import combinations
 
+import numpy as np
 import torch
 
-from paft_core.sparsify import Magnitudes
+from paft_core.sparsify import Magnitudes, flat
 from paft_core.sparsity import REL_THRESHOLDS
 
 TOPK = 0.1
@@ -28,22 +29,22 @@ class Collector:
         self.labels = labels
         self.modules: dict[str, dict] = {}
         self.totals: dict[str, float] = defaultdict(float)
-        self.histograms = {label: torch.zeros(EXPONENTS, dtype=torch.int64) for label in labels}
+        self.histograms = {label: np.zeros(EXPONENTS, dtype=np.int64) for label in labels}
 
     def measure(self, deltas: list[torch.Tensor], magnitudes: list[Magnitudes],
-                kept: list[torch.Tensor]) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+                kept: list[torch.Tensor]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """One module's raw sums and magnitude histograms (pure: safe to run in worker threads)."""
         counts, histograms = {}, {}
         for label, mags, mask in zip(self.labels, magnitudes, kept, strict=True):
             counts.update({f"{label}/{key}": value for key, value in _delta_counts(mags, mask).items()})
-            histograms[label] = mags.histogram.view(EXPONENTS, -1).sum(1)
+            histograms[label] = mags.histogram.reshape(EXPONENTS, -1).sum(1)
         for i, j in combinations(range(len(deltas)), 2):
             pair = f"{self.labels[i]}_vs_{self.labels[j]}"
             figures = _pair_counts(deltas[i], deltas[j], magnitudes[i], magnitudes[j])
             counts.update({f"{pair}/{key}": value for key, value in figures.items()})
         return counts, histograms
 
-    def record(self, module: str, measured: tuple[dict[str, float], dict[str, torch.Tensor]]) -> None:
+    def record(self, module: str, measured: tuple[dict[str, float], dict[str, np.ndarray]]) -> None:
         """Add one module's measurement to the totals, in checkpoint order (sums stay reproducible)."""
         counts, histograms = measured
         for key, value in counts.items():
@@ -65,23 +66,24 @@ class Collector:
 
 def _delta_counts(mags: Magnitudes, kept: torch.Tensor) -> dict[str, float]:
     """Raw sums for one delta of one module (kept masks never hold zeros of the delta)."""
-    flat = mags.abs.reshape(-1)
-    peak = float(flat.max()) if flat.numel() else 0.0
-    counts = {"numel": flat.numel(), "nonzero": int(torch.count_nonzero(flat)), "l1": float(flat.sum()),
-              "l2sq": float(torch.dot(flat, flat)), "kept": int(torch.count_nonzero(kept)),
-              "kept_l1": float(torch.dot(flat, kept.reshape(-1).float()))}
+    magnitude, mask = mags.abs, kept.numpy().reshape(-1)
+    peak = float(magnitude.max()) if magnitude.size else 0.0
+    counts = {"numel": magnitude.size, "nonzero": int(np.count_nonzero(mags.bits)),  # |x| bits: 0 only for 0
+              "l1": float(magnitude.sum(dtype=np.float64)), "l2sq": float(np.dot(magnitude, magnitude)),
+              "kept": int(np.count_nonzero(mask)),
+              "kept_l1": float(np.dot(magnitude, mask.astype(np.float32)))}
     for rel in REL_THRESHOLDS:
-        counts[f"above_rel{rel:g}"] = int(torch.count_nonzero(flat > rel * peak))
+        counts[f"above_rel{rel:g}"] = int(np.count_nonzero(magnitude > rel * peak))
     return counts
 
 
 def _pair_counts(a: torch.Tensor, b: torch.Tensor, mags_a: Magnitudes, mags_b: Magnitudes) -> dict:
     """Raw sums for one pair of deltas of one module."""
-    product = a * b
-    k = max(1, int(TOPK * a.numel()))
-    return {"both": int(torch.count_nonzero(product)), "conflicts": int(torch.count_nonzero(product < 0)),
-            "dot": float(product.sum()), "topk": k,
-            "topk_shared": int(torch.count_nonzero(mags_a.top(TOPK) & mags_b.top(TOPK)))}
+    product = flat(a) * flat(b)
+    k = max(1, int(TOPK * product.size))
+    return {"both": int(np.count_nonzero(product != 0)), "conflicts": int(np.count_nonzero(product < 0)),
+            "dot": float(product.sum(dtype=np.float64)), "topk": k,
+            "topk_shared": int(np.count_nonzero(mags_a.top(TOPK) & mags_b.top(TOPK)))}
 
 
 def _ratios(counts: dict[str, float], labels: list[str]) -> dict[str, float]:

@@ -2,8 +2,8 @@
 
 - `magnitude`: keep the top `density` fraction by |x| (TIES trim; Yadav et al., 2023,
   https://arxiv.org/abs/2306.01708). Equal to peft's `magnitude_based_pruning` on tensors without ties at
-  the threshold, and ~25× faster on a 1536×576 delta: the threshold comes from a two-pass radix select
-  on the float bits instead of a top-k sort.
+  the threshold, and ~25× faster on a 1536×576 delta: the threshold comes from a histogram of the float bits
+  and a sort of one bucket instead of a top-k sort.
 - `dare`: drop each entry with probability 1 − density and rescale the rest by 1/density, so the expected
   delta is unchanged (Yu et al., 2023, https://arxiv.org/abs/2311.03099). Seeded by a generator; with the
   same seed it draws exactly what peft's `random_pruning` draws from the global generator.
@@ -13,51 +13,57 @@
 
 from typing import Literal
 
+import numpy as np
 import torch
 
 Method = Literal["magnitude", "dare", "keep"]
 HIGH_BITS = 1 << 15  # |x| as int32 has a zero sign bit: 15 high bits after a 16-bit shift
-LOW_BITS = 1 << 16
 
 
 class Magnitudes:
-    """|x| of one tensor and a histogram of its float bits: k-th largest values at the cost of one bincount.
+    """|x| of one tensor and a histogram of its float bits: any k-th largest value for one small sort.
 
     Non-negative float32 values sort like their int32 bit patterns, so a histogram of the top 16 bits
-    locates the k-th largest value's bucket, and a second histogram inside that bucket gives it exactly.
-    The first histogram doubles as a log-scale magnitude histogram (8 exponent + 7 mantissa bits).
+    locates the k-th largest value's bucket, and sorting that bucket's few entries gives it exactly.
+    The histogram doubles as a log-scale magnitude histogram (8 exponent + 7 mantissa bits).
+    Masks and counts use numpy: its comparison and boolean kernels run ~8× faster than torch's on CPU.
     """
 
     def __init__(self, delta: torch.Tensor):
-        self.abs = delta.detach().float().abs()
-        self.bits = self.abs.reshape(-1).view(torch.int32)
+        self.abs = np.abs(flat(delta))
+        self.bits = self.abs.view(np.int32)
         self.high = self.bits >> 16
-        self.histogram = torch.bincount(self.high, minlength=HIGH_BITS)
-        self.at_or_below = self.histogram.cumsum(0)
+        # torch's bincount is ~1.5× numpy's here, and the input is shared, not copied
+        self.histogram = torch.bincount(torch.from_numpy(self.high), minlength=HIGH_BITS).numpy()
+        self.at_or_below = self.histogram.cumsum()
 
-    def kth_largest(self, k: int) -> torch.Tensor:
+    def kth_largest(self, k: int) -> float:
         """The k-th largest |x| (1 ≤ k ≤ n), exactly."""
-        count = self.bits.numel()
-        bucket = int(torch.searchsorted(self.at_or_below, count - k, right=True))
+        count = self.bits.size
+        bucket = int(np.searchsorted(self.at_or_below, count - k, side="right"))
         above = count - int(self.at_or_below[bucket])
-        low = self.bits[self.high == bucket] & (LOW_BITS - 1)
-        low_at_or_below = torch.bincount(low, minlength=LOW_BITS).cumsum(0)
-        slot = int(torch.searchsorted(low_at_or_below, low.numel() - (k - above), right=True))
-        return torch.tensor([(bucket << 16) | slot], dtype=torch.int32).view(torch.float32)[0]
+        inside = np.sort(self.bits[self.high == bucket])
+        return float(inside[inside.size - (k - above)].view(np.float32))
 
-    def top(self, density: float) -> torch.Tensor:
-        """Mask of the int(density·n) largest entries (all entries tied at the cut are kept)."""
-        keep = int(density * self.bits.numel())
+    def top(self, density: float) -> np.ndarray:
+        """Flat mask of the int(density·n) largest entries (all entries tied at the cut are kept)."""
+        keep = int(density * self.bits.size)
         if keep == 0:
-            return torch.zeros_like(self.abs, dtype=torch.bool)
+            return np.zeros(self.bits.size, dtype=bool)
         return self.abs >= self.kth_largest(keep)
+
+
+def flat(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a flat float32 numpy array (no copy when it already is float32 and dense)."""
+    return tensor.detach().float().contiguous().view(-1).numpy()
 
 
 def magnitude(delta: torch.Tensor, density: float, magnitudes: Magnitudes | None = None) -> torch.Tensor:
     """Zero all but the int(density·n) largest-magnitude entries."""
     if density >= 1:
         return delta
-    return delta * (magnitudes or Magnitudes(delta)).top(density)
+    mask = (magnitudes or Magnitudes(delta)).top(density)
+    return torch.from_numpy(flat(delta) * mask).view(delta.shape)
 
 
 def dare(delta: torch.Tensor, density: float, generator: torch.Generator | None = None) -> torch.Tensor:
