@@ -6,9 +6,11 @@ Usage (from the repo root, after `make run` has set up .venv; SmolLM2-135M, the 
 
 Three subjects, each in a fresh process, measured in the same run, in turn:
 - floor: read the base checkpoint and write one of the same size (safetensors load_file + save_file);
-- paft: `merging.run` on two rank-8 adapters on every linear layer (report, plots and MLflow run included);
+- paft: the `paft merge CONFIG --out DIR` command itself, on two rank-8 adapters on every linear layer
+  (report, plots and its MLflow run in a SQLite store included);
 - peft: `add_weighted_adapter(..., "ties_svd")` + `merge_and_unload` + `save_pretrained`.
-Per subject: the process's wall time, the work's time after imports, and the process's peak RSS (wait4).
+Per subject: the process's wall time, the work's time after imports (for paft: the merge, report and
+plots, from its complete.json), and the process's peak RSS (wait4).
 """
 
 import argparse
@@ -52,15 +54,21 @@ def _arguments() -> argparse.Namespace:
 def _measure(subject: str, scratch: Path, repeat: int) -> dict[str, float]:
     """Run one subject in its own process; return wall, work seconds and peak RSS in MiB."""
     out = scratch / f"{subject}-{repeat}"
+    command = [sys.executable, __file__, "--child", subject, str(scratch), str(out)]
+    if subject == "paft":  # the command itself, as a user runs it
+        command = [sys.executable, "-m", "paft_core.cli", "merge", str(scratch / "merge.yaml"), "--out",
+                   str(out)]
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, __file__, "--child", subject, str(scratch), str(out)],
-                               stdout=subprocess.PIPE, text=True, cwd=ROOT, env=_environment())
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=_environment())
     stdout = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if status != 0:
         raise SystemExit(f"{subject} failed with status {status}")
-    work = json.loads(stdout.strip().splitlines()[-1])["seconds"]
+    if subject == "paft":
+        work = json.loads((out / "complete.json").read_text())["seconds"]
+    else:
+        work = json.loads(stdout.strip().splitlines()[-1])["seconds"]
     subprocess.run(["rm", "-rf", str(out)], check=True)
     return {"wall": wall, "work": work, "rss": usage.ru_maxrss / 1024}
 
@@ -100,26 +108,29 @@ def _child(subject: str, scratch: Path, out: Path | None) -> None:
     from paft_core.config import ModelSpec
 
     base = models.resolve(ModelSpec()).path
-    work = {"prepare": _prepare, "floor": _floor, "paft": _paft, "peft": _peft}[subject]
+    work = {"prepare": _prepare, "floor": _floor, "peft": _peft}[subject]
     seconds = work(base, scratch, out)
     print(json.dumps({"seconds": seconds}), flush=True)
 
 
 def _prepare(base: Path, scratch: Path, _out) -> float:
-    """Two seeded rank-8 adapters on every linear layer, with B ≠ 0 as after training."""
+    """Two seeded rank-8 adapters on every linear layer, with B ≠ 0 as after training, and the spec."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
+
+    from paft_core.config import PipelineRun, write_config
 
     for seed, name in enumerate(("sft", "preference")):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_pretrained(base)
         config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False)
         get_peft_model(model, config).save_pretrained(scratch / name)
-    recipe = {"merge": {"method": "ties", "density": 0.5, "deltas": [str(scratch / "sft"),
-                                                                      str(scratch / "preference")]}}
-    recipe["base_bytes"] = (base / "model.safetensors").stat().st_size
-    (scratch / "merge.json").write_text(json.dumps(recipe))
+    merge = {"method": "ties", "density": 0.5, "deltas": [str(scratch / "sft"), str(scratch / "preference")]}
+    tracking = {"tracking_uri": f"sqlite:///{scratch / 'mlflow.db'}", "experiment": "merge-benchmark"}
+    write_config(PipelineRun.model_validate({"merge": merge, "tracking": tracking}), scratch / "merge.yaml")
+    sizes = {"base_bytes": (base / "model.safetensors").stat().st_size}
+    (scratch / "merge.json").write_text(json.dumps(sizes))
     return 0.0
 
 
@@ -129,18 +140,6 @@ def _floor(base: Path, _scratch, out: Path) -> float:
     started = time.perf_counter()
     out.mkdir(parents=True)
     save_file(load_file(base / "model.safetensors"), out / "model.safetensors", metadata={"format": "pt"})
-    return time.perf_counter() - started
-
-
-def _paft(_base, scratch: Path, out: Path) -> float:
-    from paft_core import merging
-    from paft_core.config import PipelineRun
-
-    recipe = json.loads((scratch / "merge.json").read_text())
-    tracking = {"tracking_uri": f"sqlite:///{scratch / 'mlflow.db'}", "experiment": "merge-benchmark"}
-    spec = PipelineRun.model_validate({"merge": recipe["merge"], "tracking": tracking})
-    started = time.perf_counter()
-    merging.run(spec, out)
     return time.perf_counter() - started
 
 

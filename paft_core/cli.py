@@ -1,6 +1,7 @@
 """The `paft` command: each stage runs in its own process, with user errors as one line."""
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -205,5 +206,14 @@ def _deploy(args: argparse.Namespace) -> None:
     deploy(args.pool, args.source)
 
 
+def entry() -> None:
+    """The console script and `python -m paft_core.cli`: run one command, then exit."""
+    status = main()
+    # Objects alive now die with the process: frozen, Python's shutdown skips cycle-collecting the
+    # ~1M objects torch and MLflow leave behind (0.6 s of a 6 s `paft merge`, measured).
+    gc.freeze()
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

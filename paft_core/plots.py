@@ -33,7 +33,9 @@ def density_heatmap(report: dict, path: Path) -> Path | None:
         axis.set(title=f"{label}: density (|x| > {REL_THRESHOLDS[0]:g}·max)", xlabel="module", ylabel="layer")
         axis.set_xticks(range(len(kinds)), kinds, rotation=45, ha="right")
         figure.colorbar(image, ax=axis, fraction=0.05)
-    figure.tight_layout()
+    # fixed margins: tight_layout measured every label and took a third of the plotting time
+    width = figure.get_figwidth()  # margins in inches: tick labels left, colour bar labels right
+    figure.subplots_adjust(left=0.8 / width, right=1 - 0.5 / width, bottom=0.17, top=0.94, wspace=0.45)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
@@ -52,7 +54,7 @@ def magnitude_histograms(report: dict, path: Path) -> Path:
         axis.stairs(counts[first:last], edges, label=label)
     axis.set(xlabel="log10 |ΔW|", ylabel="entries", yscale="log", title="Delta magnitudes")
     axis.legend()
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.92)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
