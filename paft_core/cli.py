@@ -138,10 +138,13 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _merge(args: argparse.Namespace) -> None:
-    from paft_core import merging
-    from paft_core.config import load_config
+    from paft_core import tracking_process
 
-    out = merging.run(load_config(args.config), args.out)
+    with tracking_process.Helper() as helper:  # MLflow starts up in it while this process imports torch
+        from paft_core import merging
+        from paft_core.config import load_config
+
+        out = merging.run(load_config(args.config), args.out, helper)
     print(f"paft: merged model in {out / 'model'}, report in {out / 'report.json'}", flush=True)
     _result({"folder": str(out)})
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from paft_core import checkpoint, deltas, files, models, plots, stage, tracking
+from paft_core import checkpoint, deltas, files, models, plots, stage, tracking_process
 from paft_core.config import PipelineRun
 from paft_core.errors import DataError, OutputError
 from paft_core.lora_export import Exporter
@@ -35,8 +35,16 @@ SKIPPED = {"model.safetensors.index.json", "pytorch_model.bin.index.json", "READ
            models.FINGERPRINT_FILE}
 
 
-def run(spec: PipelineRun, out: Path | None = None) -> Path:
-    """Merge the spec's deltas into its base model; return the stage folder (reused when complete)."""
+def run(spec: PipelineRun, out: Path | None = None, helper: tracking_process.Helper | None = None) -> Path:
+    """Merge the spec's deltas into its base model; return the stage folder (reused when complete).
+
+    The MLflow run is kept by `helper` (started here unless the caller started it earlier still).
+    """
+    with helper or tracking_process.Helper() as helper:
+        return _run(spec, out, helper)
+
+
+def _run(spec: PipelineRun, out: Path | None, helper: tracking_process.Helper) -> Path:
     base = models.resolve(spec.model)
     reader = checkpoint.Reader(base.path)
     inputs = [_locate(spec, name, base.fingerprint) for name in spec.merge.deltas]
@@ -51,10 +59,10 @@ def run(spec: PipelineRun, out: Path | None = None) -> Path:
     _check_disk(out, reader.nbytes() * 1.05)
     tags = {"paft.base_model": base.source, "paft.base_fingerprint": base.fingerprint,
             "paft.output": str(out)}
-    with tracking.stage_run(spec.tracking, "merge", reads, tags) as run_id:
+    with helper.stage_run(spec.tracking, "merge", reads, tags) as tracked:
         summary = _merge(spec, base, reader, opened, out, reads)
-        tracking.log_merge(out, summary)
-        stage.finish(out, {"run_id": run_id, "model": "model", **summary})
+        tracked.call("log_merge", str(out), summary)
+        stage.finish(out, {"run_id": tracked.run_id, "model": "model", **summary})
     return out
 
 

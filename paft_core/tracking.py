@@ -61,21 +61,33 @@ def _first_use_lock(uri: str) -> Iterator[None]:
 @contextmanager
 def stage_run(spec: TrackingSpec, stage: str, params: dict, tags: dict[str, str] | None = None,
               parent_run_id: str | None = None) -> Iterator[str]:
-    """Open one MLflow run for a stage, log its spec as prefixed params; end FINISHED or FAILED."""
+    """Open one MLflow run for a stage, log its spec as prefixed params; end it FINISHED or FAILED."""
+    run_id = open_stage_run(spec, stage, params, tags, parent_run_id)
+    try:
+        yield run_id
+    except KeyboardInterrupt:
+        end_stage_run("KILLED")
+        raise
+    except BaseException:
+        end_stage_run("FAILED")
+        raise
+    end_stage_run("FINISHED")
+
+
+def open_stage_run(spec: TrackingSpec, stage: str, params: dict, tags: dict[str, str] | None = None,
+                   parent_run_id: str | None = None) -> str:
+    """Start a stage's run as the active run, tagged with its owner process and with the spec as params."""
     experiment_id = use(spec)
     parent_run_id = parent_run_id or os.environ.get(PARENT_ENV) or None
     run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, parent_run_id=parent_run_id,
                            tags={"paft.stage": stage, **_owner(), **(tags or {})})
-    try:
-        mlflow.log_params(flatten(params, PARAM_PREFIX))
-        yield run.info.run_id
-    except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
-        raise
-    except BaseException:
-        mlflow.end_run("FAILED")
-        raise
-    mlflow.end_run("FINISHED")
+    mlflow.log_params(flatten(params, PARAM_PREFIX))
+    return run.info.run_id
+
+
+def end_stage_run(status: str) -> None:
+    """End the active run FINISHED, FAILED or KILLED."""
+    mlflow.end_run(status)
 
 
 def open_pipeline_run(spec: TrackingSpec, name: str, params: dict, tags: dict[str, str]) -> str:
@@ -159,8 +171,9 @@ def flatten(value: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def log_merge(out: Path, summary: dict[str, float]) -> None:
+def log_merge(out: str | Path, summary: dict[str, float]) -> None:
     """Log a merge stage's figures (`sparsity/*` per delta, `merge/*` otherwise) and its report files."""
+    out = Path(out)
     sparsity = ("/density", "/l1", "/l2")
     mlflow.log_metrics({(f"sparsity/{key}" if any(part in key for part in sparsity) else f"merge/{key}"):
                         value for key, value in summary.items()})
