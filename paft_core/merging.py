@@ -12,6 +12,7 @@ import os
 import shutil
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,15 +61,18 @@ def _run(spec: PipelineRun, out: Path | None, helper: tracking_process.Helper) -
     tags = {"paft.base_model": base.source, "paft.base_fingerprint": base.fingerprint,
             "paft.output": str(out)}
     with helper.stage_run(spec.tracking, "merge", reads, tags) as tracked:
-        summary = _merge(spec, base, reader, opened, out, reads)
+        summary = _merge(spec, base, reader, opened, out, reads, tracked.raise_if_failed)
         tracked.call("log_merge", str(out), summary)
         stage.finish(out, {"run_id": tracked.run_id, "model": "model", **summary})
     return out
 
 
 def _merge(spec: PipelineRun, base: models.ResolvedModel, reader: checkpoint.Reader, opened: list,
-           out: Path, reads: dict) -> dict[str, float]:
-    """Write model/, report.json, plots/ (and lora/) into the stage folder; return the summary figures."""
+           out: Path, reads: dict, tracking_ok: Callable[[], None]) -> dict[str, float]:
+    """Write model/, report.json, plots/ (and lora/) into the stage folder; return the summary figures.
+
+    `tracking_ok` runs after each tensor: a store that could not be opened stops the merge there.
+    """
     started = time.perf_counter()
     recipe = Recipe.from_spec(spec.merge)
     collector = Collector([delta.label for delta in opened])
@@ -78,7 +82,7 @@ def _merge(spec: PipelineRun, base: models.ResolvedModel, reader: checkpoint.Rea
         folder.mkdir(parents=True)
         _copy_side_files(base.path, folder)
         tensors = _merged_tensors(reader, opened, recipe, collector, exporter)
-        checkpoint.write(folder, reader.entries, tensors)
+        checkpoint.write(folder, reader.entries, tensors, on_tensor=lambda _: tracking_ok())
         write_card(folder, base, reads, collector.summary())
 
     stage.publish(out, "model", write)

@@ -10,6 +10,7 @@ ends the run as it is told, or KILLED when its parent goes away without a word.
 import gc
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -56,6 +57,11 @@ class Helper:
         while not self.results:
             self._receive()
         return self.results[0]
+
+    def raise_if_failed(self) -> None:
+        """Raise now if the helper has already answered that it could not open the run (never waits)."""
+        if not self.results and select.select([self.process.stdout], [], [], 0)[0]:
+            self._receive()
 
     def call(self, name: str, *args) -> None:
         """Run `tracking.<name>(*args)` on the open run, after every earlier call (without waiting)."""
