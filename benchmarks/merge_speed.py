@@ -10,7 +10,8 @@ Three subjects, each in a fresh process, measured in the same run, in turn:
   (report, plots and its MLflow run in a SQLite store included);
 - peft: `add_weighted_adapter(..., "ties_svd")` + `merge_and_unload` + `save_pretrained`.
 Per subject: the process's wall time, the work's time after imports (for paft: the merge, report and
-plots, from its complete.json), and the process's peak RSS (wait4).
+plots, from its complete.json), the process's own peak RSS (wait4), and the peak of the RSS summed over
+the process and its children (paft's MLflow helper), sampled from /proc every 20 ms.
 """
 
 import argparse
@@ -20,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -60,9 +62,13 @@ def _measure(subject: str, scratch: Path, repeat: int) -> dict[str, float]:
                    str(out)]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=_environment())
+    peaks = [0]
+    sampler = threading.Thread(target=_sample_tree_rss, args=(process.pid, peaks), daemon=True)
+    sampler.start()
     stdout = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
+    sampler.join()
     if status != 0:
         raise SystemExit(f"{subject} failed with status {status}")
     if subject == "paft":
@@ -70,7 +76,27 @@ def _measure(subject: str, scratch: Path, repeat: int) -> dict[str, float]:
     else:
         work = json.loads(stdout.strip().splitlines()[-1])["seconds"]
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    return {"wall": wall, "work": work, "rss": usage.ru_maxrss / 1024}
+    return {"wall": wall, "work": work, "rss": usage.ru_maxrss / 1024, "tree_rss": peaks[0] / 1024}
+
+
+def _sample_tree_rss(pid: int, peaks: list[int]) -> None:
+    """Keep in peaks[0] the largest RSS (KiB) summed over `pid` and its descendants, until it exits."""
+    status = Path(f"/proc/{pid}/status")
+    while status.exists() and "\nState:\tZ" not in status.read_text():  # Z: exited, not yet reaped
+        peaks[0] = max(peaks[0], _tree_rss(pid))
+        time.sleep(0.02)
+
+
+def _tree_rss(pid: int) -> int:
+    """RSS (KiB) of a process and its descendants; 0 for one that is already gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in (task / "children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    own = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return own + sum(_tree_rss(child) for child in children)
 
 
 def _environment() -> dict[str, str]:
@@ -85,17 +111,20 @@ def _child_python(arguments: list[str]) -> None:
 
 def _print_table(runs: dict[str, list[dict[str, float]]], base_mib: float) -> None:
     """Medians per subject and the ratios the targets are stated in."""
-    median = {subject: {key: statistics.median(run[key] for run in rows) for key in ("wall", "work", "rss")}
+    keys = ("wall", "work", "rss", "tree_rss")
+    median = {subject: {key: statistics.median(run[key] for run in rows) for key in keys}
               for subject, rows in runs.items()}
-    print("| subject | process wall (s) | work after imports (s) | peak RSS (MiB) |")
-    print("| --- | --- | --- | --- |")
+    print("| subject | process wall (s) | work after imports (s) | peak RSS (MiB) | with children (MiB) |")
+    print("| --- | --- | --- | --- | --- |")
     for subject, row in median.items():
-        print(f"| {subject} | {row['wall']:.2f} | {row['work']:.2f} | {row['rss']:.0f} |")
+        print(f"| {subject} | {row['wall']:.2f} | {row['work']:.2f} | {row['rss']:.0f} "
+              f"| {row['tree_rss']:.0f} |")
     floor, paft, peft = (median[subject] for subject in SUBJECTS)
     print(f"\npaft / floor: wall {paft['wall'] / floor['wall']:.2f}×, "
           f"work {paft['work'] / floor['work']:.2f}×")
     print(f"peft / paft: wall {peft['wall'] / paft['wall']:.2f}×, work {peft['work'] / paft['work']:.2f}×")
-    print(f"paft peak RSS / base checkpoint ({base_mib:.0f} MiB): {paft['rss'] / base_mib:.2f}×")
+    print(f"paft peak RSS / base checkpoint ({base_mib:.0f} MiB): {paft['rss'] / base_mib:.2f}×, "
+          f"with its MLflow helper {paft['tree_rss'] / base_mib:.2f}×")
     print(f"runs: {', '.join(f'{subject} {len(rows)}' for subject, rows in runs.items())}")
 
 

@@ -1,7 +1,7 @@
 """Per-stage wall times of the latest pipeline run in a PAFT_HOME's MLflow store (for `make run` timings).
 
-    PAFT_HOME=/tmp/bench/home make run
-    PAFT_HOME=/tmp/bench/home .venv/bin/python benchmarks/stage_times.py [EXPERIMENT]
+    PAFT_HOME=.bench/comparison make run
+    PAFT_HOME=.bench/comparison .venv/bin/python benchmarks/stage_times.py [EXPERIMENT]
 """
 
 import sys
