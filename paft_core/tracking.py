@@ -15,6 +15,8 @@ from pathlib import Path
 import mlflow
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from paft_core import paths
 from paft_core.config import TrackingSpec
@@ -75,12 +77,21 @@ def stage_run(spec: TrackingSpec, stage: str, params: dict, tags: dict[str, str]
 
 
 def open_stage_run(spec: TrackingSpec, stage: str, params: dict, tags: dict[str, str] | None = None,
-                   parent_run_id: str | None = None) -> str:
-    """Start a stage's run as the active run, tagged with its owner process and with the spec as params."""
+                   parent_run_id: str | None = None, started_at: float | None = None) -> str:
+    """Start a stage's run as the active run, tagged with its owner process and with the spec as params.
+
+    `started_at` (epoch seconds) dates the run from when the stage began, for a run opened on its behalf
+    later (the merge's helper process): the UI then shows the stage's real duration.
+    """
     experiment_id = use(spec)
     parent_run_id = parent_run_id or os.environ.get(PARENT_ENV) or None
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=stage, parent_run_id=parent_run_id,
-                           tags={"paft.stage": stage, **_owner(), **(tags or {})})
+    tags = {"paft.stage": stage, **_owner(), **(tags or {})}
+    if parent_run_id:
+        tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    started = int((started_at or time.time()) * 1000)
+    created = MlflowClient().create_run(experiment_id, start_time=started, tags=resolve_tags(tags),
+                                        run_name=stage)  # what mlflow.start_run does, with a start time
+    run = mlflow.start_run(run_id=created.info.run_id)
     mlflow.log_params(flatten(params, PARAM_PREFIX))
     return run.info.run_id
 

@@ -14,6 +14,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -40,7 +41,8 @@ class Helper:
     def stage_run(self, spec: TrackingSpec, stage: str, params: dict,
                   tags: dict[str, str] | None = None) -> Iterator["Helper"]:
         """Open the stage's run (without waiting); end it FINISHED, FAILED or KILLED as the body ends."""
-        self._send({"spec": spec.model_dump(mode="json"), "stage": stage, "params": params, "tags": tags})
+        self._send({"spec": spec.model_dump(mode="json"), "stage": stage, "params": params, "tags": tags,
+                    "started_at": time.time()})
         try:
             yield self
         except KeyboardInterrupt:
@@ -127,7 +129,7 @@ def _serve() -> None:
     opening = json.loads(opening)
     try:
         run_id = tracking.open_stage_run(TrackingSpec.model_validate(opening["spec"]), opening["stage"],
-                                         opening["params"], opening["tags"])
+                                         opening["params"], opening["tags"], started_at=opening["started_at"])
     except Exception as err:  # any MLflow failure becomes the stage's one-line error
         reply(error=_one_line(err))
         return

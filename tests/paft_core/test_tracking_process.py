@@ -33,8 +33,10 @@ def merge_runs(home):
 
 
 def test_the_helper_owns_the_run_and_ends_it_as_the_stage_ends(paft_home):
+    before = int(time.time() * 1000)
     with Helper() as helper, helper.stage_run(TrackingSpec(), "merge", PARAMS, {"paft.output": "x"}) as run:
-        run_id = run.run_id
+        entered = int(time.time() * 1000) + 1
+        run_id = run.run_id  # the helper opens the run after importing MLflow, long after `entered`
     with pytest.raises(ValueError, match="the stage's own error"):
         with Helper() as helper, helper.stage_run(TrackingSpec(), "merge", PARAMS):
             raise ValueError("the stage's own error")
@@ -44,6 +46,7 @@ def test_the_helper_owns_the_run_and_ends_it_as_the_stage_ends(paft_home):
     assert finished.data.params == {"paft.merge.method": "ties", "paft.merge.density": "0.5"}
     assert finished.data.tags["paft.output"] == "x"
     assert finished.data.tags["paft.pid"] != str(os.getpid())  # the helper's: it ends the run if we die
+    assert before <= finished.info.start_time <= entered  # dated from the stage, so durations are true
 
 
 def test_a_stage_killed_by_sigkill_leaves_its_run_killed(paft_home):
