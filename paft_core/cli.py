@@ -68,17 +68,13 @@ def _run(args: argparse.Namespace) -> None:
     servers.check_mlflow(tracking.tracking_uri(spec.tracking))
     _project_packages()
     with lock.exclusive():  # a second run on this project folder is refused, not interleaved
-        from flows import ephemeral
-
-        starting = ephemeral.start_in_background()  # Prefect's temporary server starts during the imports
-        try:
-            from flows.compare import compare_flow
-            from flows.paft import paft_flow
-        finally:
-            starting.join()  # a started server is then stopped at exit, even after an error
         if spec.comparison.enabled:
+            from flows.compare import compare_flow
+
             _show_comparison(compare_flow(spec))
             return
+        from flows.paft import paft_flow
+
         summary = paft_flow(spec)
     for key, value in summary.items():
         print(f"paft: {key} = {value:.4g}")
