@@ -2,9 +2,9 @@
 
 Reading copies one tensor's bytes from its offset straight into a new tensor (one `preadv`, no memory
 map: a mapped shard keeps every page it touched resident, and parsing its header per tensor costs more
-than the read). Writing lays out each shard's header from the
-shapes and dtypes known up front, then streams the tensors' bytes in order (the format is a length, a
-JSON header and the raw bytes: https://github.com/huggingface/safetensors#format).
+than the read). Writing lays out each shard's header from the shapes and dtypes known up front, then
+streams the tensors' bytes in order (the format is a length, a JSON header and the raw bytes:
+https://github.com/huggingface/safetensors#format).
 """
 
 import json
