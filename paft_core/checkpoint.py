@@ -16,11 +16,14 @@ from pathlib import Path
 
 import torch
 
+from paft_core.errors import DataError
+
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-          "BOOL": torch.bool}
+          "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64, "BOOL": torch.bool,
+          "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
 CODES = {dtype: code for code, dtype in DTYPES.items()}
 
 
@@ -58,8 +61,8 @@ class Reader:
         descriptor = os.open(entry.file, os.O_RDONLY)
         try:
             done = 0
-            while done < entry.nbytes:
-                read = os.preadv(descriptor, [buffer[done:]], entry.start + done)
+            while done < entry.nbytes:  # at most 1 GiB a call: some systems refuse larger reads
+                read = os.preadv(descriptor, [buffer[done:done + (1 << 30)]], entry.start + done)
                 if read == 0:
                     raise OSError(f"{entry.file}: ends inside tensor {name}; the file is truncated")
                 done += read
@@ -94,8 +97,18 @@ def _header(file: Path) -> dict[str, Entry]:
         header = json.loads(handle.read(length))
     header.pop("__metadata__", None)
     data = 8 + length
-    return {name: Entry(file, meta["dtype"], tuple(meta["shape"]), data + meta["data_offsets"][0])
-            for name, meta in header.items()}
+    unknown = next((name for name, meta in header.items() if meta["dtype"] not in DTYPES), None)
+    if unknown:
+        raise DataError(f"{file}: tensor {unknown} has dtype {header[unknown]['dtype']}; "
+                        f"readable dtypes: {', '.join(DTYPES)}")
+    entries = {name: Entry(file, meta["dtype"], tuple(meta["shape"]), data + meta["data_offsets"][0])
+               for name, meta in header.items()}
+    for name, meta in header.items():
+        begin, end = meta["data_offsets"]
+        if end - begin != entries[name].nbytes:
+            raise DataError(f"{file}: tensor {name} holds {end - begin} bytes, but its dtype and shape "
+                            f"need {entries[name].nbytes}; the file is corrupt")
+    return entries
 
 
 def write(folder: Path, layout: dict[str, Entry], tensors: Iterator[tuple[str, torch.Tensor | Entry]],

@@ -89,7 +89,7 @@ def disjoint_mean(weighted: torch.Tensor, elected: torch.Tensor) -> torch.Tensor
 def _elect_signs(stacked: np.ndarray, method: str) -> np.ndarray:
     total = stacked.sum(0) if method == "total" else np.sign(stacked).sum(0)
     positive = total >= 0  # a tie elects +, as peft does
-    return ((stacked > 0) == positive) & (stacked != 0)
+    return ((stacked > 0) & positive) | ((stacked < 0) & ~positive)  # 0 and NaN never agree
 
 
 def _disjoint_mean(weighted: np.ndarray, elected: np.ndarray) -> np.ndarray:

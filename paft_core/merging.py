@@ -164,6 +164,8 @@ def _heap_keeps_freed_blocks():
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc (macOS, musl): nothing to tune
+        libc = None
+    if not (libc and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
         yield
         return
     libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)

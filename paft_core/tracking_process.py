@@ -22,6 +22,7 @@ from paft_core.config import TrackingSpec
 from paft_core.errors import PaftError
 
 CALLS = ("log_merge",)  # the tracking functions a helper runs on the open run
+STOP_SECONDS = 60  # how long a failing stage waits for its helper to end the run before killing it
 
 
 class TrackingError(PaftError):
@@ -66,14 +67,21 @@ class Helper:
             self._receive()
 
     def call(self, name: str, *args) -> None:
-        """Run `tracking.<name>(*args)` on the open run, after every earlier call (without waiting)."""
+        """Run `tracking.<name>(*args)` on the open run, after every earlier call, and wait for it."""
         self._send({"call": name, "args": args})
+        self._read_all()
 
     def close(self) -> None:
-        """Stop the helper; one whose run was never opened (a reused or refused stage) is killed."""
+        """Stop the helper: one whose run was never opened (a reused or refused stage) is killed at once,
+        one that does not exit within STOP_SECONDS (a store that hangs) is killed then."""
         if not self.sent:
             self.process.kill()
-        self.process.wait()
+        try:
+            self.process.wait(timeout=STOP_SECONDS)
+        except BaseException:  # timed out, or a second Ctrl-C: do not leave it behind
+            self.process.kill()
+            self.process.wait()
+            raise
 
     def __enter__(self) -> "Helper":
         return self
@@ -83,16 +91,22 @@ class Helper:
 
     def _end(self, status: str) -> None:
         self._send({"call": "end", "args": [status]})
-        while len(self.results) < self.sent:
-            self._receive()
+        self._read_all()
         self.process.wait()
 
     def _end_quietly(self, status: str) -> None:
-        """End after a failure in the stage: its own error is the one to report."""
+        """End after a failure in the stage, whose own error is the one to report; never hang on it."""
+        self._send({"call": "end", "args": [status]})
         try:
-            self._end(status)
-        except TrackingError:
+            self.process.stdin.close()
+            self.process.wait(timeout=STOP_SECONDS)
+        except BaseException:  # a helper that hangs, or a second Ctrl-C: the run is marked KILLED later
             self.process.kill()
+            self.process.wait()
+
+    def _read_all(self) -> None:
+        while len(self.results) < self.sent:
+            self._receive()
 
     def _send(self, message: dict) -> None:
         self.sent += 1

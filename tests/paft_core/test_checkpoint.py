@@ -6,6 +6,7 @@ from safetensors.torch import load_file
 from transformers import LlamaForCausalLM
 
 from paft_core import checkpoint
+from paft_core.errors import DataError
 
 
 def test_streamed_shards_load_back_identically(tiny_base, tmp_path):
@@ -35,3 +36,19 @@ def test_a_tensor_that_breaks_the_header_stops_the_write(tmp_path):
     entries = {"a": checkpoint.Entry(tmp_path, "F32", (2, 2))}
     with pytest.raises(ValueError, match=r"tensor a \(2, 3\) torch.float32 does not match"):
         checkpoint.write(tmp_path, entries, iter([("a", torch.zeros(2, 3))]))
+
+
+def test_reader_reads_every_dtype_and_refuses_a_header_that_lies(tmp_path):
+    from safetensors.torch import save_file
+
+    values = {"scalar": torch.tensor(2.5), "flags": torch.tensor([True, False, True]),
+              "half": torch.randn(4, 3).to(torch.bfloat16), "empty": torch.zeros(0, 5)}
+    save_file(values, tmp_path / "model.safetensors")
+    reader = checkpoint.Reader(tmp_path)
+    assert all(torch.equal(reader.get(name), value) for name, value in values.items())
+    raw = (tmp_path / "model.safetensors").read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    lying = raw[8:8 + length].replace(b'"shape":[4,3]', b'"shape":[4,4]')
+    (tmp_path / "model.safetensors").write_bytes(raw[:8] + lying + raw[8 + length:])
+    with pytest.raises(DataError, match=r"tensor half holds 24 bytes, but its dtype and shape need 32"):
+        checkpoint.Reader(tmp_path)

@@ -122,3 +122,11 @@ def test_sign_election_and_disjoint_mean_equal_peft(method):
     assert torch.equal(elected, merge_utils.calculate_majority_sign_mask(stacked, method))
     weighted = stacked * torch.tensor([0.5, 1.0, 2.0]).view(3, 1, 1)
     assert torch.equal(merge.disjoint_mean(weighted, elected), merge_utils.disjoint_merge(weighted, elected))
+
+
+def test_nan_never_agrees_with_the_elected_sign_as_in_peft():
+    stacked = torch.tensor([[float("nan"), -1.0, 2.0, 0.0], [-3.0, float("nan"), -1.0, -0.0]])
+    for method in ("total", "frequency"):
+        ours = merge.elect_signs(stacked, method)
+        assert torch.equal(ours, merge_utils.calculate_majority_sign_mask(stacked, method))
+        assert not ours[0, 0] and not ours[1, 1]

@@ -70,6 +70,14 @@ def test_a_store_that_cannot_be_opened_is_one_line_and_stops_the_stage(paft_home
     assert message.startswith("MLflow: ") and "nosuchscheme" in message and "\n" not in message
 
 
+def test_a_failed_log_call_raises_before_the_stage_can_finish(paft_home, tmp_path):
+    with pytest.raises(TrackingError, match="MLflow: "):
+        with Helper() as helper, helper.stage_run(TrackingSpec(), "merge", PARAMS) as run:
+            run.call("log_merge", str(tmp_path / "no-such-merge"), {"sft/density": 0.5})
+            raise AssertionError("call returned although logging failed")
+    assert [run.info.status for run in merge_runs(paft_home)] == ["FAILED"]
+
+
 def test_a_helper_whose_run_is_never_opened_is_stopped(paft_home):
     with Helper() as helper:
         pass
