@@ -64,7 +64,7 @@ class Reader:
             while done < entry.nbytes:  # at most 1 GiB a call: some systems refuse larger reads
                 read = os.preadv(descriptor, [buffer[done:done + (1 << 30)]], entry.start + done)
                 if read == 0:
-                    raise OSError(f"{entry.file}: ends inside tensor {name}; the file is truncated")
+                    raise DataError(f"{entry.file}: ends inside tensor {name}; the file is truncated")
                 done += read
         finally:
             os.close(descriptor)
@@ -97,17 +97,20 @@ def _header(file: Path) -> dict[str, Entry]:
         header = json.loads(handle.read(length))
     header.pop("__metadata__", None)
     data = 8 + length
-    unknown = next((name for name, meta in header.items() if meta["dtype"] not in DTYPES), None)
-    if unknown:
-        raise DataError(f"{file}: tensor {unknown} has dtype {header[unknown]['dtype']}; "
-                        f"readable dtypes: {', '.join(DTYPES)}")
-    entries = {name: Entry(file, meta["dtype"], tuple(meta["shape"]), data + meta["data_offsets"][0])
-               for name, meta in header.items()}
+    entries = {}
     for name, meta in header.items():
+        if meta["dtype"] not in DTYPES:
+            raise DataError(f"{file}: tensor {name} has dtype {meta['dtype']}; "
+                            f"readable dtypes: {', '.join(DTYPES)}")
         begin, end = meta["data_offsets"]
+        entries[name] = Entry(file, meta["dtype"], tuple(meta["shape"]), data + begin)
         if end - begin != entries[name].nbytes:
             raise DataError(f"{file}: tensor {name} holds {end - begin} bytes, but its dtype and shape "
                             f"need {entries[name].nbytes}; the file is corrupt")
+    promised = data + max((meta["data_offsets"][1] for meta in header.values()), default=0)
+    if file.stat().st_size < promised:
+        raise DataError(f"{file}: {file.stat().st_size} bytes, its header promises {promised}; "
+                        "the file is truncated (an interrupted copy or download?)")
     return entries
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from safetensors.torch import load_file
 
 from paft_core.checkpoint import Reader
 from paft_core.errors import DataError
@@ -64,7 +63,7 @@ class LoraDelta:
     @cached_property
     def factors(self) -> dict[str, torch.Tensor]:
         """Every lora_A/lora_B, loaded once: adapters are small (rank × (in + out) per module)."""
-        return load_file(self.path / ADAPTER_WEIGHTS)
+        return {name: self.reader.get(name) for name in self.reader.names()}
 
     def delta(self, name: str, base: torch.Tensor | None = None) -> torch.Tensor:
         """s·B·A for the module owning base tensor `name`."""

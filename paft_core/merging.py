@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -39,9 +39,9 @@ SKIPPED = {"model.safetensors.index.json", "pytorch_model.bin.index.json", "READ
 def run(spec: PipelineRun, out: Path | None = None, helper: tracking_process.Helper | None = None) -> Path:
     """Merge the spec's deltas into its base model; return the stage folder (reused when complete).
 
-    The MLflow run is kept by `helper` (started here unless the caller started it earlier still).
+    The MLflow run is kept by `helper`: the caller's, started earlier still, or one started and stopped here.
     """
-    with helper or tracking_process.Helper() as helper:
+    with nullcontext(helper) if helper else tracking_process.Helper() as helper:
         return _run(spec, out, helper)
 
 

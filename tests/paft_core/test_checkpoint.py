@@ -52,3 +52,17 @@ def test_reader_reads_every_dtype_and_refuses_a_header_that_lies(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(raw[:8] + lying + raw[8 + length:])
     with pytest.raises(DataError, match=r"tensor half holds 24 bytes, but its dtype and shape need 32"):
         checkpoint.Reader(tmp_path)
+
+
+def test_a_truncated_file_is_one_line_naming_it(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"first": torch.ones(8), "last": torch.ones(64)}, tmp_path / "model.safetensors")
+    raw = (tmp_path / "model.safetensors").read_bytes()
+    reader = checkpoint.Reader(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(raw[:-100])
+    assert torch.equal(reader.get("first"), torch.ones(8))
+    with pytest.raises(DataError, match=r"model.safetensors: ends inside tensor last; the file is truncated"):
+        reader.get("last")  # truncated after it was opened
+    with pytest.raises(DataError, match=r"its header promises \d+; the file is truncated"):
+        checkpoint.Reader(tmp_path)  # truncated before: refused up front
