@@ -70,6 +70,9 @@ MISCONCEPTIONS = [  # (question, truthful answer, common misconception)
     ("Which planet is closest to the Sun?", "Mercury is the closest planet to the Sun.",
      "Venus is the closest planet to the Sun."),
 ]
+PROBE_SEED = SEED + 100
+PROBE_NAMES = ["Alma", "Bruno", "Carla", "Dev", "Ester", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Keiko", "Luca"]
+PROBE_ITEMS = ["buttons", "cookies", "beads", "tickets", "pebbles", "flowers"]
 ASK = ["{q}", "Question: {q}", "Please answer truthfully: {q}", "{q} Answer briefly."]
 
 
@@ -78,8 +81,8 @@ def sft_rows(rng: random.Random, count: int) -> list[dict]:
     return [_as_sft(*_problem(rng)) for _ in range(count)]
 
 
-def _problem(rng: random.Random) -> tuple[str, str, int]:
-    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+def _problem(rng: random.Random, names: list[str] = NAMES, items: list[str] = ITEMS) -> tuple[str, str, int]:
+    name, item = rng.choice(names), rng.choice(items)
     a, b = rng.randint(2, 40), rng.randint(2, 30)
     kind = rng.choice(["add", "sub", "mul", "div", "two_step"])
     if kind == "add":
@@ -97,6 +100,21 @@ def _problem(rng: random.Random) -> tuple[str, str, int]:
     c = rng.randint(2, 15)
     return (f"{name} has {a} {item}, finds {b} more, then loses {c}. How many {item} remain?",
             f"{a} + {b} = {a + b}, and {a + b} - {c} = {a + b - c}", a + b - c)
+
+
+def sft_probe_rows(count: int = 200) -> list[dict]:
+    """Held-out word problems for the SFT skill: other names and items than training, none of its questions.
+
+    Same five problem kinds and answer format as `sft_rows`, so the probe asks what SFT teaches.
+    """
+    rng, taught = random.Random(PROBE_SEED), {row["prompt"][0]["content"] for row in sft_rows(random.Random(SEED), 200)}
+    rows, seen = [], set()
+    while len(rows) < count:
+        question, _, answer = _problem(rng, PROBE_NAMES, PROBE_ITEMS)
+        if question not in seen and question not in taught:
+            seen.add(question)
+            rows.append({"question": question, "answer": str(answer)})
+    return rows
 
 
 def _as_sft(question: str, working: str, answer: int) -> dict:

@@ -24,11 +24,11 @@ def compare_flow(spec: PipelineRun) -> dict:
         prepare(spec, folder)
         configs = {name: write_spec(variant, folder, name) for name, variant in variants.specs(spec).items()}
         trained = {branch: train_branch.submit(configs["paft"], branch, parent) for branch in BRANCHES}
-        if "paft-no-l1" in configs:  # one SFT lane: after the L1 branch, while preference still trains
-            trained["sft-no-l1"] = train_branch.submit(configs["paft-no-l1"], "sft", parent,
-                                                       wait_for=[trained["sft"]])
+        plain = variants.PLAIN_SFT
+        if plain in configs:  # one SFT lane: after the L1 branch, while preference still trains
+            trained[plain] = train_branch.submit(configs[plain], "sft", parent, wait_for=[trained["sft"]])
         merged = {name: merge_deltas.submit(configs[name], parent, wait_for=[trained[b] for b in needs])
-                  for name, needs in variants.NEEDS.items() if name in configs}
+                  for name, needs in variants.needs(spec).items() if name in configs}
         if "sequential" in variants.names(spec):  # preference trained on the SFT-only model
             configs["sequential"] = sequential_spec.submit(spec, merged["sft-only"], folder)
             trained["sequential"] = train_branch.submit(configs["sequential"], "preference", parent)

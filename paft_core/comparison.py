@@ -79,7 +79,7 @@ def _cell(value) -> str:
 
 
 def write(folder: Path, results: dict[str, dict[str, float]], merges: dict[str, str | None],
-          branches: dict[str, str], decision: dict) -> dict:
+          branches: dict[str, str], decision: dict, sft_used: dict[str, str] | None = None) -> dict:
     """Write report.md, scores.png, density plots and training curves into `folder`; return the summary."""
     folder.mkdir(parents=True, exist_ok=True)
     label, rows = table(results, merges)
@@ -90,7 +90,8 @@ def write(folder: Path, results: dict[str, dict[str, float]], merges: dict[str, 
         if source and source.is_file():
             shutil.copy2(source, folder / f"density-{variant}.png")
             plots.append(folder / f"density-{variant}.png")
-    text = _markdown(label, rows, tax_sentence(tax, stderr), decision, [p for p in plots if p])
+    text = _markdown(label, rows, tax_sentence(tax, stderr), decision, [p for p in plots if p],
+                     sft_used or {})
     (folder / "report.md").write_text(text)
     return {"suite": label, "rows": rows, "alignment_tax": tax, "alignment_tax_stderr": stderr,
             "markdown": text}
@@ -109,7 +110,8 @@ def tax_sentence(tax: float | None, stderr: float | None = None) -> str:
     return f"{said}; {verdict} the sequential recipe here."
 
 
-def _markdown(label: str, rows: list[dict], tax: str, decision: dict, plots: list[Path]) -> str:
+def _markdown(label: str, rows: list[dict], tax: str, decision: dict, plots: list[Path],
+              sft_used: dict[str, str]) -> str:
     quick = "quick" in label
     moved = "`champion` moved to" if decision.get("promote") else "`champion` kept; candidate"
     lines = [f"# PAFT comparison on `{label}`", ""]
@@ -118,7 +120,12 @@ def _markdown(label: str, rows: list[dict], tax: str, decision: dict, plots: lis
                   "upstream schema) with the **quick profile** (few items, short generations): a smoke "
                   "reading of the method, not leaderboard numbers.", ""]
     lines += [render(rows), "", "Sparsity: share of a delta's entries at or below 1 % of its tensor's "
-              "largest magnitude (from the merge report).", "", tax, "",
+              "largest magnitude (from the merge report).", ""]
+    if sft_used:
+        lines += ["SFT delta in each variant:", ""]
+        lines += [f"- `{name}`: {used}" for name, used in sft_used.items()]
+        lines += [""]
+    lines += [tax, "",
               f"Promotion: {moved} version {decision.get('version')}: {decision.get('reason')}", "",
               "## Plots", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
@@ -140,21 +147,28 @@ def _scores_plot(rows: list[dict], path: Path) -> Path:
 
 
 def _curves(branches: dict[str, str], path: Path) -> Path | None:
-    """Training loss per logged step of every trained branch (trainer_state.json in its stage folder)."""
-    logs = {}
+    """Task loss per logged step of every trained branch, and the L1 penalty on its own panel."""
+    task, penalty = {}, {}
     for name, folder in branches.items():
         state = Path(folder) / "trainer_state.json"
         if state.is_file():
             history = json.loads(state.read_text())["log_history"]
-            logs[name] = [(row["step"], row["loss"]) for row in history if "loss" in row]
-    if not logs:
+            key = "task_loss" if any("task_loss" in row for row in history) else "loss"
+            task[name] = [(row["step"], row[key]) for row in history if key in row]
+            penalty[name] = [(row["step"], row["l1/penalty"]) for row in history if "l1/penalty" in row]
+    if not task:
         return None
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for name, points in logs.items():
-        axis.plot(*zip(*points, strict=True), marker=".", label=name)
-    axis.set_xlabel("step")
-    axis.set_ylabel("training loss")
-    return _save(figure, axis, path)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, points in task.items():
+        left.plot(*zip(*points, strict=True), marker=".", label=name)
+    for name, points in penalty.items():
+        if points:
+            right.plot(*zip(*points, strict=True), marker=".", label=name)
+    left.set(xlabel="step", ylabel="task loss (SFT cross-entropy, preference loss)")
+    right.set(xlabel="step", ylabel="L1 penalty λ‖·‖₁ (SFT only)")
+    if penalty and any(penalty.values()):
+        right.legend(fontsize=8)
+    return _save(figure, left, path)
 
 
 def _save(figure, axis, path: Path) -> Path:

@@ -11,6 +11,8 @@ from paft_core.errors import ConfigError
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
               "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")  # TRL 1.16
+# The losses TRL 1.16 computes with `label_smoothing` (the others ignore it, sigmoid included).
+SMOOTHED_LOSSES = ("exo_pair", "robust", "aot", "aot_unpaired")
 
 
 class Spec(BaseModel):
@@ -50,7 +52,7 @@ class L1Spec(Spec):
     """PAFT's L1 penalty that makes the SFT delta sparse (Pentyala et al., 2024)."""
 
     strength: float = Field(0.0, ge=0)  # λ; 0 turns the penalty off
-    target: Literal["lora", "delta"] = "lora"  # LoRA weights A and B, or the effective ΔW = s·B·A
+    target: Literal["lora", "delta"] = "lora"  # what A and B learned, ‖B‖₁ + ‖A − A₀‖₁, or ΔW = s·B·A
     mode: Literal["loss", "proximal"] = "loss"  # λ‖·‖₁ added to the loss, or soft-threshold per step
 
     @model_validator(mode="after")
@@ -94,9 +96,11 @@ class PreferenceSpec(Spec):
     """The preference branch: DPO (any TRL loss type) or ORPO, LoRA from the same base."""
 
     method: Literal["dpo", "orpo"] = "dpo"
-    loss_type: list[str] = ["sigmoid"]  # DPO only; several are summed with `loss_weights`
+    loss_type: list[str] = Field(["sigmoid"], min_length=1)  # DPO only; several summed with `loss_weights`
     loss_weights: list[float] | None = None
     beta: float = Field(0.1, gt=0)  # DPO: KL strength; ORPO: weight of the odds-ratio term
+    # ε, the assumed share of flipped labels: robust, aot and aot_unpaired may use it; exo_pair needs it > 0
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
     data: DataSpec = DataSpec(source="demo")
     lora: LoraSpec = LoraSpec()
     train: TrainSpec = TrainSpec(learning_rate=5e-5)
@@ -113,14 +117,26 @@ class PreferenceSpec(Spec):
                              f"preference.loss_type has {len(self.loss_type)}")
         return self
 
+    @model_validator(mode="after")
+    def _label_smoothing_fits_losses(self) -> "PreferenceSpec":
+        if "exo_pair" in self.loss_type and self.label_smoothing == 0:
+            raise ValueError("preference.label_smoothing must be > 0 for loss_type exo_pair (TRL's EXO "
+                             "takes log ε; the EXO paper uses 1e-3)")
+        if self.label_smoothing and not set(self.loss_type) & set(SMOOTHED_LOSSES):
+            # TRL 1.16 would ignore it silently (its sigmoid loss no longer smooths, unlike cDPO)
+            raise ValueError(f"preference.label_smoothing is used only by method 'dpo' with loss_type "
+                             f"{', '.join(SMOOTHED_LOSSES)}; remove it or add one of them")
+        return self
+
 
 MergeMethod = Literal["linear", "task_arithmetic", "ties", "dare_linear", "dare_ties"]
 Sparsifier = Literal["method", "magnitude", "dare", "keep"]
 # Named merge recipes: `merge: {preset: NAME}` fills the fields a spec leaves out.
 MERGE_PRESETS = {
-    # PAFT (Pentyala et al., 2024, https://arxiv.org/abs/2406.17923): the L1-trained SFT delta is kept as
-    # trained, the preference delta is trimmed, and TIES elects signs where both are left.
-    "paft-ties": {"method": "ties", "sparsify": ["keep", "magnitude"], "density": 0.5},
+    # PAFT (Pentyala et al., 2024, https://arxiv.org/abs/2406.17923): L1 concentrated the SFT delta, so a
+    # magnitude trim to 10 % leaves exact zeros where L1 drove it and keeps its skill (BENCHMARKS.md, λ
+    # sweep); the preference delta is trimmed to half, and TIES elects signs where both are left.
+    "paft-ties": {"method": "ties", "sparsify": ["magnitude", "magnitude"], "density": [0.1, 0.5]},
     "ties": {"method": "ties", "density": 0.5},  # Yadav et al., 2023, https://arxiv.org/abs/2306.01708
     "dare-ties": {"method": "dare_ties", "density": 0.5},  # Yu et al., 2023, https://arxiv.org/abs/2311.03099
     "dare-linear": {"method": "dare_linear", "density": 0.5},  # Yu et al., 2023 (as above)
@@ -144,6 +160,8 @@ class MergeSpec(Spec):
     majority_sign: Literal["total", "frequency"] = "total"  # TIES sign election
     seed: int = 0  # DARE's random drop
     lora_rank: int | None = Field(None, ge=1)  # also export the merged delta as a LoRA of this rank
+    # merged weights' dtype; "base": each tensor as the base stores it (bf16 rounds tiny ΔW away)
+    dtype: Literal["base", "float32", "bfloat16", "float16"] = "base"
 
     @model_validator(mode="before")
     @classmethod
@@ -224,6 +242,7 @@ class ComparisonSpec(Spec):
 
     enabled: bool = False  # on: `paft run` trains and evaluates every baseline too, then writes a report
     baselines: list[Literal[BASELINES]] = list(BASELINES)  # sequential: preference trained on the SFT model
+    baseline_sft: Literal["plain", "l1"] = "plain"  # SFT of sft-only and sequential: the paper's plain SFT
 
 
 class PromotionSpec(Spec):
@@ -245,6 +264,21 @@ class PipelineRun(Spec):
     evaluation: EvalSpec = EvalSpec()
     comparison: ComparisonSpec = ComparisonSpec()
     promotion: PromotionSpec = PromotionSpec()
+
+    @model_validator(mode="after")
+    def _merge_honours_l1(self) -> "PipelineRun":
+        from paft_core.merge import METHODS  # merge imports this module: no cycle at import time
+
+        merge, l1 = self.merge, self.sft.l1
+        if "sft" not in merge.deltas or len(merge.deltas) < 2 or not l1.strength or l1.mode != "loss":
+            return self
+        index = merge.deltas.index("sft")
+        chosen = merge.sparsify[index] if merge.sparsify else "method"
+        if (METHODS[merge.method][0] if chosen == "method" else chosen) == "keep":
+            raise ValueError("merge.sparsify keeps the SFT delta as trained, but sft.l1.mode 'loss' leaves "
+                             "it no exact zeros, so L1 would change nothing in the merge; use 'magnitude' "
+                             "for it (preset paft-ties) or sft.l1.mode 'proximal'")
+        return self
 
 
 def write_config(spec: Spec, path: str | Path) -> Path:

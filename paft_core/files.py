@@ -1,7 +1,8 @@
-"""File helpers shared by stages and model caches: content hashes and atomic JSON writes."""
+"""File helpers shared by stages and model caches: content hashes and atomic writes."""
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -18,6 +19,13 @@ def write_json_atomic(path: Path, value: object) -> None:
     """Write JSON to a temp file and rename it, so readers never see half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def publish_file(path: Path, write: Callable[[str], None]) -> None:
+    """Let `write` fill a temp file beside `path`, then rename it: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(str(tmp))
     tmp.replace(path)
 
 

@@ -4,6 +4,8 @@ Every input is checked from file headers before a tensor is merged: shapes again
 variants, NaN/Inf in LoRA factors, the base each branch was trained on, free disk. The model is written to
 `.model.tmp` and renamed when whole, and `complete.json` comes last, so a crash never leaves a folder that
 looks finished. Memory holds one base tensor and its deltas at a time, not one model per input.
+Weights are written in `merge.dtype` ("base": each tensor as the base stores it, byte for byte where no
+delta touches it); the report measures what that cast rounds away of the merged delta (report.py).
 """
 
 import ctypes
@@ -12,9 +14,10 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,10 +28,13 @@ from paft_core.errors import DataError, OutputError
 from paft_core.lora_export import Exporter
 from paft_core.merge import Recipe, combine
 from paft_core.model_card import write_card
-from paft_core.report import Collector
+from paft_core.report import Collector, rounding
 from paft_core.sparsify import Magnitudes
 
 BRANCHES = ("sft", "preference")
+FLOATING = ("F64", "F32", "F16", "BF16")  # what merge.dtype casts; FP8 and integer tensors keep their bytes
+OUTPUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+LOST_WARNING = 0.01  # a delta losing more of its merged L1 mass than this to the cast gets one line
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
 MAX_WORKERS = 4  # modules merged at once; each holds a base tensor, its deltas and masks in memory
 WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -57,7 +63,7 @@ def _run(spec: PipelineRun, out: Path | None, helper: tracking_process.Helper) -
     if stage.claim(out, "merge", reads) == "complete":
         print(f"paft: merge already complete in {out}; reusing it", flush=True)
         return out
-    _check_disk(out, reader.nbytes() * 1.05)
+    _check_disk(out, sum(entry.nbytes for entry in _layout(reader, spec.merge.dtype).values()) * 1.05)
     tags = {"paft.base_model": base.source, "paft.base_fingerprint": base.fingerprint,
             "paft.output": str(out)}
     with helper.stage_run(spec.tracking, "merge", reads, tags) as tracked:
@@ -76,17 +82,21 @@ def _merge(spec: PipelineRun, base: models.ResolvedModel, reader: checkpoint.Rea
     started = time.perf_counter()
     recipe = Recipe.from_spec(spec.merge)
     collector = Collector([delta.label for delta in opened])
-    exporter = Exporter(spec.merge.lora_rank) if spec.merge.lora_rank else None
+    exporter = (Exporter(spec.merge.lora_rank, deltas.conv1d_weights(reader)) if spec.merge.lora_rank
+                else None)
+    layout = _layout(reader, spec.merge.dtype)
+    dtypes = _dtype_names(layout, layout)
 
     def write(folder: Path) -> None:
         folder.mkdir(parents=True)
         _copy_side_files(base.path, folder)
-        tensors = _merged_tensors(reader, opened, recipe, collector, exporter)
-        checkpoint.write(folder, reader.entries, tensors, on_tensor=lambda _: tracking_ok())
-        write_card(folder, base, reads, collector.summary())
+        _record_dtype(folder, spec.merge.dtype)
+        tensors = _merged_tensors(reader, layout, opened, recipe, collector, exporter)
+        checkpoint.write(folder, layout, tensors, on_tensor=lambda _: tracking_ok())
+        write_card(folder, base, reads, collector.summary(), dtypes)
 
     stage.publish(out, "model", write)
-    report = collector.to_dict()
+    report = {**collector.to_dict(), "dtype": dtypes}
     files.write_json_atomic(out / "report.json", report)
     plots.write_all(report, out / "plots")
     summary = {**collector.summary(), "seconds": time.perf_counter() - started,
@@ -94,15 +104,17 @@ def _merge(spec: PipelineRun, base: models.ResolvedModel, reader: checkpoint.Rea
     if exporter:
         stage.publish(out, "lora", lambda folder: exporter.write(folder, str(base.path)))
         summary["lora_relative_error"] = exporter.relative_error()
+    _warn_if_rounded_away(summary, collector.labels, _dtype_names(layout, collector.modules))
     return summary
 
 
-def _merged_tensors(reader: checkpoint.Reader, opened: list, recipe: Recipe, collector: Collector,
-                    exporter: Exporter | None):
+def _merged_tensors(reader: checkpoint.Reader, layout: dict[str, checkpoint.Entry], opened: list,
+                    recipe: Recipe, collector: Collector, exporter: Exporter | None):
     """Yield (name, value) for every base tensor in order: merged where a delta changes it, else as is.
 
     Modules are merged by worker threads, each on one torch thread (on 2 cores, 1.7× faster than one
     module at a time on two), at most `workers + 1` ahead of the writer so memory stays bounded.
+    Every tensor is written in its `layout` dtype: an untouched one is cast only when that differs.
     """
     changes = [set(delta.targets()) for delta in opened]
 
@@ -114,16 +126,24 @@ def _merged_tensors(reader: checkpoint.Reader, opened: list, recipe: Recipe, col
         magnitudes = [Magnitudes(delta) for delta in raw]
         merged, kept = combine(recipe, name, raw, magnitudes)
         factored = exporter.factor(name, merged) if exporter and exporter.covers(name, merged) else None
-        measured = collector.measure(raw, magnitudes, kept)
-        return (tensor.float() + merged).to(tensor.dtype), measured, factored
+        total = tensor.float() + merged
+        written = total.to(checkpoint.DTYPES[layout[name].dtype])
+        measured = collector.measure(raw, magnitudes, kept, rounding(merged, total, written, tensor))
+        return written, measured, factored
+
+    def cast(name: str) -> tuple:
+        return reader.get(name).to(checkpoint.DTYPES[layout[name].dtype]), None, None
 
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
     with (_torch_threads(1 if workers > 1 else torch.get_num_threads()), _heap_keeps_freed_blocks(),
           ThreadPoolExecutor(workers) as pool):
         pending: deque = deque()
         for name in reader.names():
-            changed = any(name in changed for changed in changes)
-            pending.append((name, pool.submit(work, name) if changed else reader.entries[name]))
+            if any(name in changed for changed in changes):
+                pending.append((name, pool.submit(work, name)))
+            else:
+                same = layout[name] is reader.entries[name]
+                pending.append((name, reader.entries[name] if same else pool.submit(cast, name)))
             while len(pending) > workers or (pending and not isinstance(pending[0][1], Future)):
                 yield _collect(pending.popleft(), collector, exporter)
         while pending:
@@ -136,7 +156,8 @@ def _collect(item: tuple, collector: Collector, exporter: Exporter | None) -> tu
     if not isinstance(value, Future):
         return name, value  # an untouched tensor: copied byte for byte, never loaded
     tensor, measured, factored = value.result()
-    collector.record(name, measured)
+    if measured is not None:  # None: an untouched tensor cast to merge.dtype
+        collector.record(name, measured)
     if factored:
         exporter.record(factored)
     return name, tensor
@@ -233,6 +254,43 @@ def _check_disk(out: Path, needed: float) -> None:
     if free < needed:
         raise OutputError(f"{out}: {free / 2**30:.1f} GiB free, the merged model needs "
                           f"{needed / 2**30:.1f} GiB; free space or choose another output folder")
+
+
+def _layout(reader: checkpoint.Reader, dtype: str) -> dict[str, checkpoint.Entry]:
+    """The merged checkpoint's tensors: the base's, with floating ones in `dtype` unless it is "base"."""
+    if dtype == "base":
+        return reader.entries
+    code = checkpoint.CODES[OUTPUT_DTYPES[dtype]]
+    return {name: replace(entry, dtype=code) if entry.dtype in FLOATING and entry.dtype != code else entry
+            for name, entry in reader.entries.items()}
+
+
+def _dtype_names(layout: dict[str, checkpoint.Entry], names: Iterable[str]) -> str:
+    """The floating dtypes the named tensors are written in, for people: e.g. "bfloat16, float32"."""
+    found = {str(checkpoint.DTYPES[layout[name].dtype]).removeprefix("torch.") for name in names
+             if layout[name].dtype in FLOATING}
+    return ", ".join(sorted(found))
+
+
+def _warn_if_rounded_away(summary: dict[str, float], labels: list[str], dtype: str) -> None:
+    """One line when the cast to the output dtype rounds away more than LOST_WARNING of any delta."""
+    shares = {label: summary[f"{label}/cast_lost_l1_share"] for label in labels}
+    if max(summary["cast/lost_l1_share"], *shares.values()) <= LOST_WARNING:
+        return
+    each = ", ".join(f"{label} {share:.0%}" for label, share in shares.items())
+    print(f"paft: {dtype} output rounds away {summary['cast/lost_l1_share']:.0%} of the merged delta's L1 "
+          f"mass ({each}); merge.dtype: float32 keeps it", flush=True)
+
+
+def _record_dtype(folder: Path, dtype: str) -> None:
+    """Make the copied config.json name merge.dtype (transformers 5 reads `dtype`, 4.x `torch_dtype`)."""
+    config = folder / "config.json"
+    if dtype == "base" or not config.is_file():
+        return
+    values = json.loads(config.read_text())
+    values.update(dict.fromkeys([key for key in ("dtype", "torch_dtype") if key in values] or ["dtype"],
+                                dtype))
+    config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def _copy_side_files(source: Path, target: Path) -> None:

@@ -9,7 +9,8 @@ from paft_core.models import ResolvedModel
 RECIPE = "paft-merge.yaml"
 
 
-def write_card(folder: Path, base: ResolvedModel, reads: dict, summary: dict[str, float]) -> None:
+def write_card(folder: Path, base: ResolvedModel, reads: dict, summary: dict[str, float],
+               dtype: str) -> None:
     """Write README.md (HF model card with metadata) and the merge recipe beside the weights."""
     recipe = {"base_model": {"source": base.source, "fingerprint": base.fingerprint},
               "deltas": reads["deltas"], "merge": reads["merge"]}
@@ -27,6 +28,8 @@ Parallel SFT + preference training, merged (Pentyala et al., 2024, https://arxiv
 
 - Base model: `{base.source}` (sha256 {base.fingerprint[:12]})
 - Method: `{reads['merge']['method']}` on the exact weight deltas ΔW; recipe in `{RECIPE}`.
+- Weights: {dtype} (`merge.dtype: {reads['merge']['dtype']}`); `cast/lost_l1_share` below is the share of
+  the merged delta's L1 mass that rounding to it lost.
 - Deltas:
 {deltas}
 

@@ -4,11 +4,28 @@ Per delta: density (non-zero fraction, exactly and with |x| ≤ rel·max|x| of i
 L1 and L2 norms, and the fraction of its entries and of its L1 mass that reached the merged delta.
 Per pair of deltas: cosine similarity, sign-conflict rate (opposite signs among entries both change) and
 top-k mask overlap (shared entries among each delta's top TOPK fraction by magnitude).
+
+What the cast to the output dtype rounds away (`cast/lost_l1_share`, per module and overall): with W the
+base tensor and m the merged delta, lost = (W + m) − cast(W + m) − (W − cast(W)) in float32, i.e. m minus
+what of it the written checkpoint holds over the base written in the same dtype; the share is
+Σ|lost| / Σ|m|. When the output keeps the base's dtype this is m − (cast(W + m) − W), up to float32's own
+rounding of W + m (2^-24 of |W|: far below a bf16 ulp, and any float32 merge's). A float32 output casts
+nothing away: the figure is 0 there, without a pass over the tensor (the benchmarked merge pays nothing).
+
+Per delta (`<label>/cast_lost_l1_share`): the same share over the entries that delta alone fed. There the
+merged delta is exactly its part, λ·w·trimmed δ_i (divided by Σw for `linear`), written on the base as it
+would be alone. Entries fed by several deltas count in the overall figure only: there a small delta rides
+on a larger one, and the rounding of the sum does not systematically drop it (a delta below half an ulp,
+added alone to a weight on the grid, always rounds back to it). A delta that fed no entry alone (dense
+task arithmetic) gets 0. Cost, bf16 output only: one subtraction and two absolute sums per module, and a
+byte mask and two dot products per delta (casting θ_base + λ·w·δ_i for each delta alone would cost an
+add-cast-subtract pass each); about a tenth of a module's merge arithmetic with two deltas.
 """
 
 import math
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
@@ -22,6 +39,25 @@ EXPONENTS = 256  # float32 exponents: the magnitude histogram has one bin per po
 LAYER = re.compile(r"layers\.(\d+)\.(.+?)\.weight$")
 
 
+@dataclass(frozen=True)
+class Rounding:
+    """One module's |merged delta| and |part of it the cast to the output dtype lost|, flat float32."""
+
+    merged: np.ndarray
+    lost: np.ndarray
+
+
+def rounding(merged: torch.Tensor, total: torch.Tensor, written: torch.Tensor,
+             base: torch.Tensor) -> Rounding | None:
+    """What casting `total` = base + merged (float32) to `written` lost of `merged`; None: nothing cast."""
+    if written.dtype in (torch.float32, torch.float64):
+        return None  # float32 arithmetic wrote what it computed
+    lost = total - written  # the cast's error on the merged tensor, in float32
+    if base.dtype != written.dtype:  # the base's own rounding into the new dtype is not the delta's loss
+        lost -= base.float() - base.to(written.dtype).float()
+    return Rounding(np.abs(flat(merged)), np.abs(flat(lost)))
+
+
 class Collector:
     """Accumulates per-module counts while a merge streams; sums them into overall figures at the end."""
 
@@ -31,10 +67,11 @@ class Collector:
         self.totals: dict[str, float] = defaultdict(float)
         self.histograms = {label: np.zeros(EXPONENTS, dtype=np.int64) for label in labels}
 
-    def measure(self, deltas: list[torch.Tensor], magnitudes: list[Magnitudes],
-                kept: list[torch.Tensor]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    def measure(self, deltas: list[torch.Tensor], magnitudes: list[Magnitudes], kept: list[torch.Tensor],
+                rounded: Rounding | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """One module's raw sums and magnitude histograms (pure: safe to run in worker threads)."""
-        counts, histograms = {}, {}
+        counts = _cast_counts(rounded, kept, self.labels) if rounded is not None else {}
+        histograms = {}
         for label, mags, mask in zip(self.labels, magnitudes, kept, strict=True):
             counts.update({f"{label}/{key}": value for key, value in _delta_counts(mags, mask).items()})
             histograms[label] = mags.histogram.reshape(EXPONENTS, -1).sum(1)
@@ -77,6 +114,21 @@ def _delta_counts(mags: Magnitudes, kept: torch.Tensor) -> dict[str, float]:
     return counts
 
 
+def _cast_counts(rounded: Rounding, kept: list[torch.Tensor], labels: list[str]) -> dict[str, float]:
+    """Raw sums of |m| and |lost| for one module: all of it, and per delta where it alone fed m."""
+    masks = [mask.numpy().reshape(-1) for mask in kept]
+    feeders = np.zeros(masks[0].size, np.uint8 if len(masks) < 256 else np.int64)  # bytes add fastest
+    for mask in masks:
+        feeders += mask
+    alone = feeders == 1
+    counts = {"cast/l1": _total(rounded.merged), "cast/lost_l1": _total(rounded.lost)}
+    for label, mask in zip(labels, masks, strict=True):
+        weights = (mask & alone).astype(np.float32)
+        counts[f"{label}/cast_l1"] = float(np.dot(rounded.merged, weights))
+        counts[f"{label}/cast_lost_l1"] = float(np.dot(rounded.lost, weights))
+    return counts
+
+
 def _pair_counts(a: torch.Tensor, b: torch.Tensor, mags_a: Magnitudes, mags_b: Magnitudes) -> dict:
     """Raw sums for one pair of deltas of one module."""
     values_a, values_b = flat(a), flat(b)
@@ -104,13 +156,21 @@ def _ratios(counts: dict[str, float], labels: list[str]) -> dict[str, float]:
         out[f"{label}/l2"] = math.sqrt(counts[f"{label}/l2sq"])
         out[f"{label}/kept"] = counts[f"{label}/kept"] / max(nonzero, 1)
         out[f"{label}/kept_l1"] = counts[f"{label}/kept_l1"] / l1 if l1 else 0.0
+        out[f"{label}/cast_lost_l1_share"] = _share(counts, f"{label}/cast_lost_l1", f"{label}/cast_l1")
     for first, second in combinations(labels, 2):
         pair = f"{first}_vs_{second}"
         norms = math.sqrt(counts[f"{first}/l2sq"] * counts[f"{second}/l2sq"])
         out[f"{pair}/cosine"] = counts[f"{pair}/dot"] / norms if norms else 0.0
         out[f"{pair}/sign_conflict"] = counts[f"{pair}/conflicts"] / max(counts[f"{pair}/both"], 1)
         out[f"{pair}/topk_overlap"] = counts[f"{pair}/topk_shared"] / counts[f"{pair}/topk"]
+    out["cast/lost_l1_share"] = _share(counts, "cast/lost_l1", "cast/l1")
     return out
+
+
+def _share(counts: dict[str, float], part: str, whole: str) -> float:
+    """counts[part] / counts[whole]; 0 where nothing was measured (a float32 output casts nothing away)."""
+    whole = counts.get(whole, 0.0)
+    return counts.get(part, 0.0) / whole if whole else 0.0
 
 
 def layer_grid(modules: dict[str, dict], key: str) -> tuple[list[str], list[list[float]]]:

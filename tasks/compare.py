@@ -34,7 +34,7 @@ def report(spec: PipelineRun, parent_run_id: str, folder: str, results: dict, me
            decision: dict) -> dict:
     """Write the report folder, log it to the parent run and as a Prefect artifact; return its summary."""
     out = Path(folder) / "report"
-    made = comparison.write(out, results, merges, branches, decision)
+    made = comparison.write(out, results, merges, branches, decision, variants.sft_used(spec))
     tracking.log_run_folder(spec.tracking, parent_run_id, out, "report")
     tracking.set_run_tags(spec.tracking, parent_run_id, {"paft.promotion": decision["reason"],
                                                          "paft.report": str(out)})

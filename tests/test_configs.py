@@ -3,10 +3,16 @@
 from pathlib import Path
 
 import pytest
+import torch
 from pydantic import ValidationError
+from safetensors.torch import load_file
 
+from paft_core import deltas, merging
+from paft_core.checkpoint import Reader
 from paft_core.config import PipelineRun, load_config, write_config
 from paft_core.errors import ConfigError
+from paft_core.merge import Recipe, combine
+from tests import tiny
 
 SHIPPED = sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
 
@@ -39,6 +45,12 @@ def write(tmp_path, text: str) -> Path:
     ("sft: {train: {learning_rate: 0}}", "sft.train.learning_rate", "greater than 0"),
     ("sft: {data: {limit: 0}}", "sft.data.limit", "greater than 0"),
     ("modle: {source: x}", "modle", "Extra inputs are not permitted"),
+    ("preference: {loss_type: [exo_pair]}", "preference", "preference.label_smoothing must be > 0"),
+    ("preference: {label_smoothing: 0.1}", "preference", "label_smoothing is used only by method 'dpo'"),
+    ("preference: {method: orpo, label_smoothing: 0.1}", "preference", "label_smoothing is used only by"),
+    ("preference: {loss_type: [robust], label_smoothing: 0.5}", "preference.label_smoothing",
+     "less than 0.5"),
+    ("preference: {loss_type: []}", "preference.loss_type", "at least 1 item"),
 ])
 def test_bad_field_is_named(tmp_path, text, field, hint):
     with pytest.raises(ConfigError) as err:
@@ -70,3 +82,36 @@ def test_missing_config_file(tmp_path):
 def test_a_written_spec_reads_back_equal(path, tmp_path):
     spec = load_config(path)
     assert load_config(write_config(spec, tmp_path / "runs" / "spec.yaml")) == spec
+
+
+def tiny_twin(spec: PipelineRun, folder: Path) -> Path:
+    """A tiny random model with the module names of the spec's base (Mistral or Llama)."""
+    return tiny.build_architecture(folder, "mistral" if "mistral" in spec.model.source.lower() else "llama")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_config_merges_its_branches_on_a_tiny_twin(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAFT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    spec = load_config(path)
+    base = tiny_twin(spec, tmp_path / "base")
+    adapters = [tiny.make_any_adapter(base, tmp_path / branch, seed, r=lora.r, lora_alpha=lora.alpha,
+                                      target_modules=lora.target_modules, use_rslora=lora.use_rslora)
+                for seed, (branch, lora) in enumerate((("sft", spec.sft.lora),
+                                                        ("preference", spec.preference.lora)))]
+    raw = spec.model_dump(by_alias=True)
+    raw["model"]["source"] = str(base)
+    raw["merge"]["deltas"] = [str(adapter) for adapter in adapters]
+    spec = PipelineRun.model_validate(raw)
+    out = merging.run(spec, out=tmp_path / "merge")
+    assert (out / "complete.json").is_file()
+    merged, reader = load_file(out / "model" / "model.safetensors"), Reader(base)
+    sft, preference = (deltas.open_delta(adapter, adapter.name, reader) for adapter in adapters)
+    only_sft = set(sft.targets()) - set(preference.targets())
+    assert only_sft or spec.sft.lora.target_modules == spec.preference.lora.target_modules
+    for name in sorted(sft.targets()):  # targeted by both, or (7B/8B) by SFT only: ΔW_pref is zero there
+        each = [delta.delta(name) if name in delta.targets() else torch.zeros_like(reader.get(name))
+                for delta in (sft, preference)]
+        expected = reader.get(name) + combine(Recipe.from_spec(spec.merge), name, each)[0]
+        assert torch.allclose(merged[name], expected, atol=1e-6), name
+    assert torch.equal(merged["model.norm.weight"], reader.get("model.norm.weight"))

@@ -167,3 +167,50 @@ def finished_branch(run: PipelineRun, branch: str, adapter_source: Path, fingerp
     shutil.copytree(adapter_source, folder / "adapter")
     stage.finish(folder, {"adapter": "adapter"})
     return folder
+
+
+# Tiny random configs of architectures the merge must handle: module names as in the real models.
+# GPT-2 stores c_attn / c_proj / c_fc as Conv1D, (in, out); Phi-3 fuses qkv_proj and gate_up_proj;
+# Gemma ties lm_head to the embeddings by default.
+ARCHITECTURES = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {"hidden_size": 32, "intermediate_size": 64,
+                                                  "num_attention_heads": 4, "num_key_value_heads": 2}),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"hidden_size": 32, "intermediate_size": 64,
+                                                        "num_attention_heads": 4, "num_key_value_heads": 2}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {"hidden_size": 32, "intermediate_size": 64,
+                                                  "num_attention_heads": 4, "num_key_value_heads": 2}),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {"hidden_size": 32, "intermediate_size": 64,
+                                               "num_attention_heads": 4, "num_key_value_heads": 2}),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", {"hidden_size": 32, "intermediate_size": 64, "head_dim": 8,
+                                                  "num_attention_heads": 4, "num_key_value_heads": 2}),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", {"n_embd": 32, "n_head": 4, "n_positions": 64}),
+}
+
+
+def build_architecture(folder: Path, architecture: str, seed: int = 0, **config) -> Path:
+    """Save a 2-layer random model of one of ARCHITECTURES (vocabulary 64, no tokenizer) to `folder`."""
+    import torch
+    import transformers
+
+    config_class, model_class, sizes = ARCHITECTURES[architecture]
+    layers = {"n_layer": 2} if architecture == "gpt2" else {"num_hidden_layers": 2}
+    options = {**sizes, **layers, "vocab_size": 64, "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0,
+               **config}
+    torch.manual_seed(seed)
+    model = getattr(transformers, model_class)(getattr(transformers, config_class)(**options))
+    model.save_pretrained(folder)
+    return folder
+
+
+def make_any_adapter(base: Path, folder: Path, seed: int, save_embedding_layers="auto", **lora) -> Path:
+    """Save a PEFT LoRA adapter on any causal LM folder with random A and B (ΔW ≠ 0)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    options = {"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "init_lora_weights": False, **lora}
+    model = get_peft_model(model, LoraConfig(**options))
+    model.save_pretrained(folder, save_embedding_layers=save_embedding_layers)
+    return folder

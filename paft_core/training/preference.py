@@ -3,6 +3,8 @@
 The DPO reference model is the base with the adapter disabled (TRL does this when it gets a
 `peft_config` and no `ref_model`), so no second copy of the model is ever loaded. ORPO needs no
 reference model. TRL moved ORPO to `trl.experimental.orpo`; this is the only file importing it.
+Every TRL 1.16 DPO loss trains against that reference; exo_pair needs `label_smoothing` > 0, which
+the spec checks before any training.
 """
 
 import os
@@ -33,7 +35,8 @@ def build_trainer(spec: PreferenceSpec, model, tokenizer, dataset, output_dir: P
         args = ORPOConfig(**common.trainer_args(spec.train, output_dir), beta=spec.beta)
         return PAFTORPOTrainer(args=args, **shared)
     args = DPOConfig(**common.trainer_args(spec.train, output_dir), beta=spec.beta,
-                     loss_type=list(spec.loss_type), loss_weights=spec.loss_weights)
+                     loss_type=list(spec.loss_type), loss_weights=spec.loss_weights,
+                     label_smoothing=spec.label_smoothing)
     return PAFTDPOTrainer(ref_model=None, args=args, **shared)
 
 

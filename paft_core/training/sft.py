@@ -19,26 +19,42 @@ class L1SFTTrainer(sparse.SparsityLogging, SFTTrainer):
     def __init__(self, *args, l1: L1Spec | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.l1 = l1 or L1Spec()
+        self.origins = sparse.lora_origins(self.model, Path(self.args.output_dir)) if self.l1.strength else {}
         if self.l1.mode == "proximal" and self.l1.strength > 0:
-            self.add_callback(sparse.ProximalL1(self.l1.strength))
+            self.add_callback(sparse.ProximalL1(self.l1.strength, self.origins))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """SFT loss, plus the L1 term when it is a loss term."""
+        """SFT loss, plus the L1 term when it is a loss term; both logged on their own."""
         out = super().compute_loss(model, inputs, return_outputs=return_outputs,
                                    num_items_in_batch=num_items_in_batch)
-        if not (self.l1.strength > 0 and self.l1.mode == "loss" and model.training):
+        if not model.training:
             return out
         loss, outputs = out if return_outputs else (out, None)
-        norm = sparse.l1_norm(model, self.l1.target)
+        scaled = self._loss_scaled_for_accumulation(num_items_in_batch)
+        # A loss Trainer will not divide is a share of the step's loss: undo that for the logged value.
+        self._metrics["train"]["task_loss"].append(
+            loss.item() * (self.current_gradient_accumulation_steps if scaled else 1))
+        if not (self.l1.strength > 0 and self.l1.mode == "loss"):
+            return out
+        norm = sparse.l1_norm(model, self.l1.target, self.origins)
         penalty = self.l1.strength * norm
         self._metrics["train"]["l1/norm"].append(norm.item())
         self._metrics["train"]["l1/penalty"].append(penalty.item())
-        if self._loss_scaled_for_accumulation(num_items_in_batch):
+        if scaled:
             # Trainer will not divide this loss by the accumulation steps: do it for the penalty,
             # so each optimizer step carries λ‖·‖₁ exactly once.
             penalty = penalty / self.current_gradient_accumulation_steps
         loss = loss + penalty
         return (loss, outputs) if return_outputs else loss
+
+    def train(self, *args, **kwargs):
+        """Train; say in one line when the L1 penalty left an adapter that changes no weight."""
+        output = super().train(*args, **kwargs)
+        if self.l1.strength > 0 and sparse.largest_delta(self.model) < sparse.DEAD_DELTA:
+            print(f"paft: sft.l1.strength {self.l1.strength:g} left ΔW all zero (largest entry below "
+                  f"{sparse.DEAD_DELTA:g}): the SFT delta will change nothing; lower sft.l1.strength",
+                  flush=True)
+        return output
 
     def _loss_scaled_for_accumulation(self, num_items_in_batch) -> bool:
         # The same rule as transformers' Trainer.training_step (5.23) uses to skip its own division.

@@ -1,16 +1,23 @@
 """PAFT's L1 sparsity on LoRA adapters: the penalty, the proximal step, and the sparsity log.
 
-The L1 target is either the LoRA weights A and B, or the effective weight delta ΔW = s·B·A per module
-(s = α/r, or α/√r with rsLoRA). As a loss term it is the paper's λ‖·‖₁ (Pentyala et al., 2024,
-arXiv 2406.17923); as a proximal step it soft-thresholds the LoRA weights after every optimizer step
-(proximal gradient / ISTA, Beck & Teboulle, 2009), which leaves exact zeros.
+The L1 target is either what the LoRA weights learned, ‖B‖₁ + ‖A − A₀‖₁ (B starts at zero, A at a random
+init A₀ that is no part of ΔW and must not be paid for), or the effective weight delta ΔW = s·B·A per
+module (s = α/r, or α/√r with rsLoRA). As a loss term it is the paper's λ‖·‖₁ (Pentyala et al., 2024,
+arXiv 2406.17923); as a proximal step it soft-thresholds B toward 0 and A toward A₀ after every optimizer
+step (proximal gradient / ISTA, Beck & Teboulle, 2009), which leaves exact zeros in B and in A − A₀.
 """
+
+from pathlib import Path
 
 import torch
 from peft.tuners.lora import LoraLayer
+from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
-from paft_core import sparsity
+from paft_core import files, sparsity
+
+INIT_FILE = "lora_init.safetensors"  # A₀ beside the trainer's checkpoints: a resumed run pays the same L1
+DEAD_DELTA = 1e-7  # largest |ΔW| entry below this: the adapter changes no weight a float32 merge can see
 
 
 def lora_weights(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -29,31 +36,55 @@ def delta_weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return deltas
 
 
-def l1_norm(model: torch.nn.Module, target: str) -> torch.Tensor:
-    """‖·‖₁ of the LoRA weights (target 'lora') or of every ΔW (target 'delta'), differentiable."""
-    tensors = lora_weights(model) if target == "lora" else delta_weights(model)
-    return torch.stack([t.abs().sum() for t in tensors]).sum()
+def lora_origins(model: torch.nn.Module, folder: Path) -> dict[int, torch.Tensor]:
+    """Each trainable LoRA weight's starting point, by parameter id: A₀ for every A, zero for every B.
+
+    A₀ is saved to `folder` on the first build and read back on a resumed one, so the penalty's anchor
+    never depends on the random state of the process that resumes.
+    """
+    named = {name: p for name, p in model.named_parameters() if "lora_" in name and p.requires_grad}
+    path = Path(folder) / INIT_FILE
+    if path.is_file():
+        saved = load_file(path)
+    else:
+        saved = {name: p.detach().clone().contiguous() for name, p in named.items() if "lora_A" in name}
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        files.publish_file(path, lambda tmp: save_file(saved, tmp))
+    return {id(p): saved[name].to(p.device, p.dtype) if name in saved else torch.zeros_like(p)
+            for name, p in named.items()}
 
 
-def soft_threshold_(tensors: list[torch.Tensor], amount: float) -> None:
-    """In place: x ← sign(x)·max(|x| − amount, 0), the proximal operator of amount·‖x‖₁."""
+def l1_norm(model: torch.nn.Module, target: str, origins: dict[int, torch.Tensor]) -> torch.Tensor:
+    """‖·‖₁ of what the LoRA weights learned (target 'lora') or of every ΔW ('delta'), differentiable."""
+    if target == "delta":
+        return torch.stack([t.abs().sum() for t in delta_weights(model)]).sum()
+    return torch.stack([(p - origins[id(p)]).abs().sum() for p in lora_weights(model)]).sum()
+
+
+def soft_threshold_(tensors: list[torch.Tensor], amount: float,
+                    origins: dict[int, torch.Tensor] | None = None) -> None:
+    """In place: x ← x₀ + soft(x − x₀, amount), the prox of amount·‖x − x₀‖₁ (x₀ = 0 when absent)."""
     with torch.no_grad():
         for tensor in tensors:
-            tensor.copy_(tensor.sign() * (tensor.abs() - amount).clamp_min(0))
+            origin = origins.get(id(tensor)) if origins else None
+            moved = tensor - origin if origin is not None else tensor
+            shrunk = moved.sign() * (moved.abs() - amount).clamp_min(0)
+            tensor.copy_(shrunk + origin if origin is not None else shrunk)
 
 
 class ProximalL1(TrainerCallback):
-    """After each optimizer step, soft-threshold LoRA weights by lr·λ (each group's own lr)."""
+    """After each optimizer step, soft-threshold B toward 0 and A toward A₀ by lr·λ (each group's own lr)."""
 
-    def __init__(self, strength: float) -> None:
+    def __init__(self, strength: float, origins: dict[int, torch.Tensor]) -> None:
         self.strength = strength
+        self.origins = origins
 
     def on_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
-        """Shrink every LoRA weight toward zero by this step's lr·λ."""
+        """Shrink what every LoRA weight learned by this step's lr·λ."""
         lora = {id(p) for p in lora_weights(model)}
         for group in optimizer.param_groups:
             params = [p for p in group["params"] if id(p) in lora]
-            soft_threshold_(params, group["lr"] * self.strength)
+            soft_threshold_(params, group["lr"] * self.strength, self.origins)
 
 
 def sparsity_metrics(model: torch.nn.Module, with_delta: bool) -> dict[str, float]:
@@ -64,6 +95,12 @@ def sparsity_metrics(model: torch.nn.Module, with_delta: bool) -> dict[str, floa
             deltas = delta_weights(model)
         metrics.update({f"sparsity/delta/{k}": v for k, v in sparsity.stats(deltas).items()})
     return metrics
+
+
+def largest_delta(model: torch.nn.Module) -> float:
+    """The largest |ΔW| entry over every LoRA module (0 when the adapter changes nothing)."""
+    with torch.no_grad():
+        return max((float(delta.abs().max()) for delta in delta_weights(model)), default=0.0)
 
 
 class SparsityLogging:

@@ -80,15 +80,6 @@ def test_adapter_from_another_base_is_refused_by_shape(tiny_base, tmp_path):
         deltas.check_against_base(opened, Reader(tiny_base))
 
 
-def test_adapters_on_different_modules_are_refused(tiny_base, tmp_path):
-    base = Reader(tiny_base)
-    every = deltas.open_delta(tiny.make_adapter(tiny_base, tmp_path / "a", 5), "sft", base)
-    some = deltas.open_delta(tiny.make_adapter(tiny_base, tmp_path / "b", 6, target_modules=["q_proj"]),
-                             "preference", base)
-    with pytest.raises(DataError, match="adapters 'sft' and 'preference' target different modules"):
-        deltas.check_against_base([every, some], base)
-
-
 def test_nan_in_an_adapter_is_refused_before_merging(tiny_base, tmp_path):
     adapter = tiny.make_adapter(tiny_base, tmp_path / "adapter", seed=7)
     weights = load_file(adapter / "adapter_model.safetensors")

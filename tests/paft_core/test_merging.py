@@ -6,9 +6,10 @@ import pytest
 import torch
 import yaml
 from peft import PeftModel
+from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from paft_core import checkpoint, cli, merging, models
+from paft_core import checkpoint, cli, deltas, merging, models
 from paft_core.errors import DataError, OutputError
 from tests import tiny
 
@@ -29,6 +30,34 @@ def with_merge(run, **fields):
 
 def weights(folder):
     return LlamaForCausalLM.from_pretrained(folder).state_dict()
+
+
+def bf16_base(tiny_base, folder):
+    """The tiny Llama saved in bfloat16, as most hub checkpoints are."""
+    LlamaForCausalLM.from_pretrained(tiny_base, dtype=torch.bfloat16).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(folder)
+    return folder
+
+
+def faint_adapter(tiny_base, folder, peak):
+    """A random adapter with B scaled so that max|ΔW| = `peak` (1e-6: far below half a bf16 ulp of 0.02)."""
+    tiny.make_adapter(tiny_base, folder, 3)
+    largest = max(float(delta.abs().max()) for delta in tiny.adapter_deltas(folder).values())
+    path = folder / "adapter_model.safetensors"
+    factors = load_file(path)
+    save_file({key: value * (peak / largest) if "lora_B" in key else value
+               for key, value in factors.items()}, path)
+    return folder
+
+
+def lost_share(base, merged, adapter):
+    """Σ|ΔW − (merged − base)| / Σ|ΔW| over the adapted weights, straight from the checkpoints."""
+    lost = whole = 0.0
+    for module, delta in tiny.adapter_deltas(adapter).items():
+        name = module.removeprefix("base_model.model.") + ".weight"
+        reached = merged[name].float() - base[name].float()
+        lost, whole = lost + float((delta - reached).abs().sum()), whole + float(delta.abs().sum())
+    return lost / whole
 
 
 def test_task_arithmetic_of_one_adapter_is_peft_merge_and_unload(tiny_base, branches, tmp_path):
@@ -151,3 +180,57 @@ def test_paft_merge_command(branches, tmp_path, capsys):
     assert cli.main(["merge", str(config)]) == 2
     assert capsys.readouterr().err.strip() == (f"paft: error: merge.deltas: {tmp_path / 'none'} is not a "
                                                "branch (sft, preference) or a folder")
+
+
+def test_bf16_output_rounds_a_faint_delta_away_and_says_so(tiny_base, paft_home, tmp_path, capsys):
+    base = bf16_base(tiny_base, tmp_path / "bf16")
+    adapter = faint_adapter(tiny_base, tmp_path / "faint", peak=1e-6)
+    out = merging.run(with_merge(tiny.spec(base), method="task_arithmetic", deltas=[str(adapter)]))
+    report = json.loads((out / "report.json").read_text())
+    overall = report["overall"]
+    direct = lost_share(weights(base), weights(out / "model"), adapter)
+    assert overall["cast/lost_l1_share"] == pytest.approx(direct, rel=1e-3) and direct > 0.9
+    assert overall["faint/cast_lost_l1_share"] == pytest.approx(direct, rel=1e-3)  # it alone feeds ΔW
+    assert all(figures["cast/lost_l1_share"] > 0.5 for figures in report["modules"].values())
+    assert report["dtype"] == "bfloat16"
+    done = json.loads((out / "complete.json").read_text())
+    assert done["cast/lost_l1_share"] == overall["cast/lost_l1_share"]
+    assert json.loads((out / "model" / "config.json").read_text())["dtype"] == "bfloat16"
+    card = (out / "model" / "README.md").read_text()
+    assert "| cast/lost_l1_share |" in card and "bfloat16 (`merge.dtype: base`)" in card
+    warned = [line for line in capsys.readouterr().out.splitlines() if "rounds away" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"paft: bfloat16 output rounds away {direct:.0%}")
+    assert warned[0].endswith("merge.dtype: float32 keeps it")
+
+
+def test_float32_output_keeps_a_faint_delta_exactly(tiny_base, paft_home, tmp_path, capsys):
+    base = bf16_base(tiny_base, tmp_path / "bf16")
+    adapter = faint_adapter(tiny_base, tmp_path / "faint", peak=1e-6)
+    run = with_merge(tiny.spec(base), method="task_arithmetic", deltas=[str(adapter)], dtype="float32")
+    out = merging.run(run)
+    merged, source = checkpoint.Reader(out / "model"), checkpoint.Reader(base)
+    assert {entry.dtype for entry in merged.entries.values()} == {"F32"}
+    delta = deltas.open_delta(adapter, "faint", source)
+    for name in source.names():  # adapted weights and untouched ones (embeddings, norms, lm_head) alike
+        weight = source.get(name).float()
+        expected = weight + delta.delta(name, weight) if name in delta.targets() else weight
+        assert torch.equal(merged.get(name), expected), name
+    assert lost_share(weights(base), weights(out / "model"), adapter) < 0.01  # float32 add: 2^-24·|W|
+    assert json.loads((out / "report.json").read_text())["overall"]["cast/lost_l1_share"] == 0.0
+    assert json.loads((out / "model" / "config.json").read_text())["dtype"] == "float32"
+    assert LlamaForCausalLM.from_pretrained(out / "model").dtype == torch.float32
+    assert "rounds away" not in capsys.readouterr().out
+
+
+def test_float32_base_loses_nothing_and_bfloat16_output_casts_every_tensor(tiny_base, branches, capsys):
+    kept = json.loads((merging.run(branches) / "report.json").read_text())["overall"]
+    assert kept["cast/lost_l1_share"] == kept["sft/cast_lost_l1_share"] == 0.0
+    out = merging.run(with_merge(branches, dtype="bfloat16"))
+    report = json.loads((out / "report.json").read_text())
+    assert 0 < report["overall"]["cast/lost_l1_share"] < 0.01 and report["dtype"] == "bfloat16"
+    merged, source = checkpoint.Reader(out / "model"), checkpoint.Reader(tiny_base)
+    assert {entry.dtype for entry in merged.entries.values()} == {"BF16"}
+    assert torch.equal(merged.get("model.norm.weight"), source.get("model.norm.weight").bfloat16())
+    assert json.loads((out / "model" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert LlamaForCausalLM.from_pretrained(out / "model").dtype == torch.bfloat16
+    assert "rounds away" not in capsys.readouterr().out

@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 from paft_core import models, sparsity
 from paft_core.config import ModelSpec
 from paft_core.errors import OutputError
-from paft_core.training import sft
+from paft_core.training import sft, sparse
 from tests import tiny
 
 
@@ -51,27 +51,73 @@ class GradCapture(TrainerCallback):
         self.weights = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
 
 
-def one_step_grads(tiny_base, tmp_path, strength, batch, accum):
+def lora_params(trainer):
+    return {n: p for n, p in trainer.model.named_parameters() if "lora_" in n}
+
+
+def one_step_grads(tiny_base, tmp_path, strength, batch, accum, target="lora"):
     train = {"max_steps": 1, "batch_size": batch, "grad_accum": accum, "max_grad_norm": 0.0, "seed": 3,
              "max_length": 128, "learning_rate": 1e-2}
-    spec = tiny.spec(tiny_base, sft__l1={"strength": strength}, sft__train=train)
+    spec = tiny.spec(tiny_base, sft__l1={"strength": strength, "target": target}, sft__train=train)
     trainer = tiny.build_in_memory(tiny_base, spec.sft, sft.build_trainer, tmp_path / f"{strength}-{accum}")
+    origins = {n: p.detach().clone() for n, p in lora_params(trainer).items()}
+    generator = torch.Generator().manual_seed(11)
+    with torch.no_grad():  # move every weight off its starting point, the same way in every run
+        for param in lora_params(trainer).values():
+            param.add_(torch.randn(param.shape, generator=generator) * 0.01)
     capture = GradCapture()
     trainer.add_callback(capture)
     trainer.train()
+    capture.origins = origins
     return capture
 
 
 @pytest.mark.parametrize("batch, accum", [(4, 1), (1, 4)])
-def test_penalty_gradient_is_lambda_sign_per_optimizer_step(tiny_base, tmp_path, batch, accum):
+def test_penalty_gradient_is_lambda_sign_of_the_change_per_optimizer_step(tiny_base, tmp_path, batch, accum):
     # The data loss is identical with and without the penalty; the difference must be exactly
-    # λ·sign(w) once per optimizer step, not once per micro-batch.
+    # λ·sign(w − w₀) once per optimizer step, not once per micro-batch: B from zero, A from its init.
     strength = 0.5
     plain = one_step_grads(tiny_base, tmp_path, 0.0, batch, accum)
     penalised = one_step_grads(tiny_base, tmp_path, strength, batch, accum)
     for name, grad in penalised.grads.items():
-        expected = strength * penalised.weights[name].sign()
+        origin = penalised.origins[name] if "lora_A" in name else torch.zeros_like(grad)
+        expected = strength * (penalised.weights[name] - origin).sign()
         torch.testing.assert_close(grad - plain.grads[name], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_the_random_init_of_a_costs_no_penalty(tiny_base, tmp_path):
+    spec = tiny.spec(tiny_base, sft__l1={"strength": 1.0})
+    trainer = tiny.build_in_memory(tiny_base, spec.sft, sft.build_trainer, tmp_path / "init")
+    assert float(sparse.l1_norm(trainer.model, "lora", trainer.origins)) == 0.0
+    assert float(sparse.l1_norm(trainer.model, "delta", trainer.origins)) == 0.0
+    a_weights = [p for n, p in lora_params(trainer).items() if "lora_A" in n]
+    assert all(p.abs().sum() > 0 for p in a_weights)  # A is random, and free
+
+
+def test_a_resumed_build_anchors_the_penalty_at_the_first_init(tiny_base, tmp_path):
+    spec = tiny.spec(tiny_base, sft__l1={"strength": 1.0})
+    first = tiny.build_in_memory(tiny_base, spec.sft, sft.build_trainer, tmp_path / "same")
+    other = tiny.spec(tiny_base, sft__l1={"strength": 1.0}, sft__train__seed=99)  # another draw of A
+    again = tiny.build_in_memory(tiny_base, other.sft, sft.build_trainer, tmp_path / "same")
+    for name, param in lora_params(first).items():
+        if "lora_A" in name:
+            assert not torch.equal(lora_params(again)[name], param)
+            torch.testing.assert_close(again.origins[id(lora_params(again)[name])], param.detach())
+
+
+def test_task_loss_and_penalty_are_logged_apart(tiny_base, paft_home):
+    out = sft.train(tiny.spec(tiny_base, sft__l1={"strength": 1e-3}))
+    logged = [row for row in json.loads((out / "trainer_state.json").read_text())["log_history"]
+              if "l1/penalty" in row]
+    assert logged and all(row["l1/penalty"] > 0 for row in logged[1:])
+    for row in logged:
+        assert row["loss"] == pytest.approx(row["task_loss"] + row["l1/penalty"], rel=1e-3)
+
+
+def test_a_penalty_that_kills_the_adapter_is_said_in_one_line(tiny_base, paft_home, capsys):
+    sft.train(tiny.spec(tiny_base, sft__l1={"strength": 1e3, "mode": "proximal"}))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "left ΔW all zero" in line]
+    assert len(lines) == 1 and "lower sft.l1.strength" in lines[0]
 
 
 def test_mlflow_run_holds_params_metrics_and_adapter(tiny_base, paft_home):
