@@ -70,7 +70,7 @@ def score(model, tokenizer, items: list[dict], batch: int, max_new_tokens: int) 
 
 def trimmed_deltas(adapter: Path, base: Reader, density: float) -> dict[str, torch.Tensor]:
     """ΔW per base tensor, trimmed to its top `density` by magnitude (the merge's sparsifier)."""
-    lora = LoraDelta(adapter, "sft")
+    lora = LoraDelta(adapter, "sft", base)
     return {name: sparsify.magnitude(lora.delta(name), density) for name in lora.targets()}
 
 
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--lambdas", nargs="+", type=float, default=[1e-5, 1e-4, 1e-3, 1e-2])
     parser.add_argument("--delta-lambdas", nargs="+", type=float, default=None,
                         help="λ values for target delta (its norm sums far more entries); default: --lambdas")
-    parser.add_argument("--densities", nargs="+", type=float, default=[1.0, 0.2, 0.1, 0.05])
+    parser.add_argument("--densities", nargs="+", type=float, default=[1.0, 0.1, 0.05])
     parser.add_argument("--steps", type=int, default=None, help="SFT steps; default: the demo's")
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--batch", type=int, default=25)

@@ -2,10 +2,24 @@
 
 Writes data/eval/<lm-eval task>/<split>.jsonl in each upstream dataset's schema, so lm-eval's own task
 definitions (prompts, few-shot sampling, filters, metrics) run on them unchanged. The items are
-project-made and small (a handful per subtask): they exercise the real pipeline offline and give a
-model something to get right, but their scores are not leaderboard numbers, and PAFT labels them
-`offline` everywhere. Answers are correct by construction (computed, or true by the template).
-Nothing here overlaps the demo training data in data/demo/.
+project-made: they exercise the real pipeline offline and give a model something to get right, but
+their scores are not leaderboard numbers, and PAFT labels them `offline` everywhere. Answers are correct
+by construction (computed, or true by the template). Nothing here overlaps the demo training data in
+data/demo/.
+
+Sizes of the v1 twins, scored split (few-shot pool): ARC-Challenge 39 test (30 train), HellaSwag 48
+validation (12 train), TruthfulQA-MC2 12 validation (0-shot), Winogrande 48 validation (8 train),
+GSM8K 48 test (8 train), MMLU 3 test (5 dev) in each of the 57 subjects. Why these: the demo scores the
+first 10 items of each (`limit: 10`, its share of the 10-minute `make run`) and the quick profile the
+first 20, so what a twin holds beyond that costs the demo nothing; each twin holds every distinct item
+its hand-written pools give outside its few-shot pool (ARC: 69 category-answer pairs less the 30 shots;
+HellaSwag: 16 activities × 3 people, 4 more activities are the shots; Winogrande: 4 kinds × 6 noun pairs
+× 2 sentences, one more pair of each kind is the shots; TruthfulQA: its 12 hand-checked questions), and
+GSM8K, whose numbers are drawn, stops at 48 to weigh the same as its neighbours in a run without a limit.
+No scored item repeats, and none shares its key with its few-shot pool (ARC question and answer,
+HellaSwag activity, Winogrande noun pair, GSM8K question, MMLU question and answer). Items are ordered so
+that the first N (a `limit`) span as many categories, activities and sentence kinds as N allows. The v2
+twins hold a handful of items per subtask: a smoke test of the v2 pipeline, not a measurement.
 """
 
 import datetime
@@ -21,16 +35,17 @@ NAMES = ["Alice", "Bob", "Claire", "Dave", "Eve", "Fred", "Gwen"]
 
 # ---------------------------------------------------------------- Open LLM Leaderboard v1
 
-CATEGORIES = {  # category: members (ARC-style "Which of these is a ...?")
-    "mammal": ["dog", "whale", "bat", "horse", "dolphin", "rabbit"],
-    "bird": ["eagle", "penguin", "sparrow", "owl", "parrot", "ostrich"],
-    "insect": ["ant", "bee", "beetle", "butterfly", "grasshopper", "moth"],
-    "metal": ["iron", "copper", "aluminum", "gold", "silver", "zinc"],
-    "gas at room temperature": ["oxygen", "nitrogen", "helium", "neon", "hydrogen", "argon"],
-    "planet": ["Mars", "Venus", "Jupiter", "Saturn", "Mercury", "Neptune"],
-    "renewable energy source": ["wind", "sunlight", "flowing water", "geothermal heat", "tides", "biomass"],
+CATEGORIES = {  # category: members (ARC-style "Which of these is a ...?"); no member fits another category
+    "mammal": ["dog", "whale", "bat", "horse", "dolphin", "rabbit", "elephant", "mouse", "camel", "squirrel"],
+    "bird": ["eagle", "penguin", "sparrow", "owl", "parrot", "ostrich", "robin", "pelican", "hummingbird", "flamingo"],
+    "insect": ["ant", "bee", "beetle", "butterfly", "grasshopper", "moth", "ladybug", "dragonfly", "mosquito", "cricket"],
+    "metal": ["iron", "copper", "aluminum", "gold", "silver", "zinc", "nickel", "tin", "lead", "platinum"],
+    "gas at room temperature": ["oxygen", "nitrogen", "helium", "neon", "argon", "chlorine", "xenon", "krypton", "fluorine"],
+    "planet": ["Mars", "Venus", "Jupiter", "Saturn", "Neptune", "Uranus", "Earth"],  # not Mercury: also a metal
+    "renewable energy source": ["wind", "sunlight", "flowing water", "geothermal heat", "tides", "biomass", "ocean waves"],
     "simple machine": ["lever", "pulley", "wedge", "screw", "inclined plane", "wheel and axle"],
 }
+ARC_SHOTS = 30  # the few-shot pool: the full profile draws 25 shots from it
 ACTIVITIES = [  # (activity_label, ctx_a, ctx_b start, correct ending)
     ("Making tea", "{n} fills a kettle with water and switches it on.", "When the water boils, {p}", "pours it over a tea bag in a cup."),
     ("Washing dishes", "{n} fills the sink with warm soapy water.", "Then {p}", "scrubs each plate with a sponge and rinses it."),
@@ -44,7 +59,17 @@ ACTIVITIES = [  # (activity_label, ctx_a, ctx_b start, correct ending)
     ("Ironing a shirt", "{n} lays a wrinkled shirt flat on the ironing board.", "Then {p}", "presses the hot iron slowly over the fabric."),
     ("Making a sandwich", "{n} takes two slices of bread out of the bag.", "Then {p}", "spreads butter on them and adds cheese and lettuce."),
     ("Fishing", "{n} sits on the dock and puts a worm on the hook.", "Then {p}", "casts the line into the lake and waits for a bite."),
+    ("Mowing the lawn", "{n} pulls the cord to start the lawn mower.", "Then {p}", "pushes it in straight lines across the grass."),
+    ("Walking a dog", "{n} clips a leash onto the dog's collar.", "Then {p}", "opens the door and walks the dog around the block."),
+    ("Building a snowman", "{n} rolls a big ball of snow across the yard.", "Next, {p}", "stacks a smaller ball on top and adds a carrot nose."),
+    ("Doing laundry", "{n} sorts the dirty clothes into a basket.", "Then {p}", "loads them into the washing machine and adds detergent."),
+    ("Making pancakes", "{n} whisks eggs, milk and flour into a smooth batter.", "Then {p}", "pours a ladle of batter into a hot pan."),
+    ("Washing a car", "{n} parks the car in the driveway and fills a bucket with soapy water.", "Then {p}", "wipes the car with a sponge and sprays it clean with a hose."),
+    ("Setting the table", "{n} lays a cloth over the dining table.", "Then {p}", "puts a plate, a fork and a knife at every seat."),
+    ("Tying shoelaces", "{n} sits down and slips on a pair of sneakers.", "Then {p}", "crosses the laces, loops them and pulls the bow tight."),
 ]
+PEOPLE = [("A man", "he"), ("A woman", "she"), ("A child", "the child")]
+HELLASWAG_SHOT_ACTIVITIES = 4  # × 3 people = 12 train items, for the full profile's 10 shots
 TRUTHFUL = [  # question, (true answers), (false answers); none of these appear in data/demo
     ("What happens if you touch a toad?", ("Nothing in particular happens.", "You might get some mucus on your hand."), ("You will get warts.", "Your skin will turn green.")),
     ("How long should you wait after eating before swimming?", ("There is no need to wait.", "You can swim right away."), ("You must wait an hour or you will drown.", "You must wait three hours.")),
@@ -59,13 +84,21 @@ TRUTHFUL = [  # question, (true answers), (false answers); none of these appear 
     ("Do chameleons change colour to match their background?", ("Mainly they change colour to signal and regulate temperature.", "Not primarily; colour change is mostly for communication."), ("Yes, they copy any background exactly.", "Yes, they turn invisible against any surface.")),
     ("Is it dangerous to wake a sleepwalker?", ("No, it is not dangerous, though they may be confused.", "Waking them is generally safe."), ("Yes, waking a sleepwalker can kill them.", "Yes, it causes a heart attack.")),
 ]
-WINO = [  # sentence with _, option1, option2, which option fits ("1" or "2")
-    ("The {a} did not fit into the {b} because the _ was too big.", "1"),
-    ("The {a} did not fit into the {b} because the _ was too small.", "2"),
-    ("The {a} was placed on top of the {b} because the _ was lighter.", "1"),
-    ("The {a} was placed on top of the {b} because the _ was sturdier.", "2"),
-]
-WINO_PAIRS = [("trophy", "suitcase"), ("piano", "doorway"), ("sofa", "van"), ("book", "drawer"), ("cake", "box"), ("table", "room")]
+WINO = {  # kind: (sentence with _, the option that fits) × 2, then its (option1, option2) noun pairs
+    "fit": ((("The {a} did not fit into the {b} because the _ was too big.", "1"),
+             ("The {a} did not fit into the {b} because the _ was too small.", "2")),
+            [("trophy", "suitcase"), ("piano", "doorway"), ("sofa", "van"), ("book", "drawer"), ("cake", "box"), ("table", "room"), ("guitar", "case")]),
+    "stack": ((("The {a} was placed on top of the {b} because the _ was lighter.", "1"),
+               ("The {a} was placed on top of the {b} because the _ was sturdier.", "2")),
+              [("lamp", "desk"), ("vase", "cabinet"), ("pillow", "mattress"), ("basket", "crate"), ("radio", "shelf"), ("plant", "stool"), ("helmet", "bench")]),
+    "race": ((("The {a} beat the {b} in the race because the _ was faster.", "1"),
+              ("The {a} beat the {b} in the race because the _ was slower.", "2")),
+             [("rabbit", "turtle"), ("horse", "donkey"), ("car", "bicycle"), ("cheetah", "zebra"), ("motorboat", "canoe"), ("train", "bus"), ("dog", "cat")]),
+    "lift": ((("The {a} could not lift the {b} because the _ was too weak.", "1"),
+              ("The {a} could not lift the {b} because the _ was too heavy.", "2")),
+             [("boy", "boulder"), ("old man", "sack of flour"), ("toddler", "armchair"), ("robot", "anvil"), ("crane", "ship"), ("woman", "barrel"), ("student", "bookcase")]),
+}
+GSM8K_SHOTS, GSM8K_ITEMS = 8, 48  # the few-shot pool (5 shots under the full profile) and the test split
 GSM = [  # question template, working, answer (distinct from the demo's add/sub/mul/div templates)
     ("A baker makes {a} loaves every day for {d} days and sells {s} of them. How many loaves are left?", "{a} * {d} = {ad}, and {ad} - {s} = {r}", "{r}"),
     ("A train carries {a} passengers in each of {d} cars. At the station, {s} passengers get off. How many passengers remain on the train?", "{a} * {d} = {ad}, and {ad} - {s} = {r}", "{r}"),
@@ -133,32 +166,47 @@ world_religions: Buddhism, pilgrimage, scripture, monotheism
 """
 
 
-def arc(rng: random.Random, count: int, split: str) -> list[dict]:
+def arc(rng: random.Random) -> dict[str, list[dict]]:
+    """ARC-Challenge twin: each (category, answer) once; 30 for the few-shot pool (train), the rest test."""
+    pairs = _shuffled(rng, [(c, m) for c, members in CATEGORIES.items() for m in members])
+    shots, scored = pairs[:ARC_SHOTS], pairs[ARC_SHOTS:]
+    scored = _interleave([[p for p in scored if p[0] == c] for c in CATEGORIES])
+    splits = {"train": shots, "validation": shots[:5], "test": scored}  # lm-eval reads no validation item
+    return {split: [arc_row(rng, c, m, split, i) for i, (c, m) in enumerate(chosen)]
+            for split, chosen in splits.items()}
+
+
+def arc_row(rng: random.Random, category: str, right: str, split: str, i: int) -> dict:
     """ARC-Challenge schema: id, question, choices {text, label}, answerKey."""
-    rows, names = [], list(CATEGORIES)
-    for i in range(count):
-        category = names[i % len(names)]
-        right = rng.choice(CATEGORIES[category])
-        others = [rng.choice(CATEGORIES[c]) for c in rng.sample([c for c in names if c != category], 3)]
-        options = _shuffled(rng, [right, *others])
-        rows.append({"id": f"paft-arc-{split}-{i}", "question": f"Which of these is a {category}?",
-                     "choices": {"text": options, "label": list("ABCD")}, "answerKey": "ABCD"[options.index(right)]})
-    return rows
+    others = [rng.choice(CATEGORIES[c]) for c in rng.sample([c for c in CATEGORIES if c != category], 3)]
+    options = _shuffled(rng, [right, *others])
+    article = "an" if category[0] in "aeiou" else "a"
+    return {"id": f"paft-arc-{split}-{i}", "question": f"Which of these is {article} {category}?",
+            "choices": {"text": options, "label": list("ABCD")}, "answerKey": "ABCD"[options.index(right)]}
 
 
-def hellaswag(rng: random.Random, count: int, split: str) -> list[dict]:
+def hellaswag(rng: random.Random) -> dict[str, list[dict]]:
+    """HellaSwag twin: each activity in one split only, so no shot shows a scored context or its ending."""
+    activities = _shuffled(rng, ACTIVITIES)
+    groups = {"train": activities[:HELLASWAG_SHOT_ACTIVITIES], "validation": activities[HELLASWAG_SHOT_ACTIVITIES:]}
+    out = {}
+    for split, chosen in groups.items():
+        # each activity starts with the next person, so the first items vary the person as well
+        items = _interleave([[(a, PEOPLE[(k + j) % len(PEOPLE)]) for j in range(len(PEOPLE))]
+                             for k, a in enumerate(chosen)])
+        out[split] = [hellaswag_row(rng, a, p, split, i) for i, (a, p) in enumerate(items)]
+    return out
+
+
+def hellaswag_row(rng: random.Random, activity: tuple, person: tuple, split: str, i: int) -> dict:
     """HellaSwag schema: activity_label, ctx_a, ctx_b, endings, label (a string index), and the rest."""
-    rows = []
-    for i in range(count):
-        label, ctx_a, ctx_b, ending = ACTIVITIES[i % len(ACTIVITIES)]
-        name, pronoun = rng.choice([("A man", "he"), ("A woman", "she"), ("A child", "the child")])
-        wrong = [a[3] for a in rng.sample([a for a in ACTIVITIES if a[0] != label], 3)]
-        endings = _shuffled(rng, [ending, *wrong])
-        ctx_a, ctx_b = ctx_a.format(n=name), ctx_b.format(p=pronoun)
-        rows.append({"ind": i, "activity_label": label, "ctx_a": ctx_a, "ctx_b": ctx_b, "ctx": f"{ctx_a} {ctx_b}",
-                     "endings": endings, "source_id": f"paft-{split}-{i}", "split": split, "split_type": "indomain",
-                     "label": str(endings.index(ending))})
-    return rows
+    label, ctx_a, ctx_b, ending = activity
+    wrong = [a[3] for a in rng.sample([a for a in ACTIVITIES if a[0] != label], 3)]
+    endings = _shuffled(rng, [ending, *wrong])
+    ctx_a, ctx_b = ctx_a.format(n=person[0]), ctx_b.format(p=person[1])
+    return {"ind": i, "activity_label": label, "ctx_a": ctx_a, "ctx_b": ctx_b, "ctx": f"{ctx_a} {ctx_b}",
+            "endings": endings, "source_id": f"paft-{split}-{i}", "split": split, "split_type": "indomain",
+            "label": str(endings.index(ending))}
 
 
 def truthfulqa(rng: random.Random) -> list[dict]:
@@ -171,27 +219,45 @@ def truthfulqa(rng: random.Random) -> list[dict]:
     return rows
 
 
-def winogrande(rng: random.Random, count: int) -> list[dict]:
+def winogrande(rng: random.Random) -> dict[str, list[dict]]:
+    """Winogrande twin: one noun pair of each kind for the few-shot pool (train), the other pairs scored.
+
+    Every sentence once; a pair's two sentences (the answer flips with one word) stay in one split.
+    """
+    shots, groups = [], []
+    for templates, pairs in WINO.values():
+        shot, *scored = _shuffled(rng, pairs)
+        shots += [winogrande_row(t, shot) for t in templates]
+        # the second sentence starts one pair later, so no round of the interleave holds both of a pair
+        groups += [[winogrande_row(t, p) for p in scored[k:] + scored[:k]] for k, t in enumerate(templates)]
+    return {"train": shots, "validation": _interleave(groups)}
+
+
+def winogrande_row(template: tuple[str, str], pair: tuple[str, str]) -> dict:
     """Winogrande schema: sentence with one _, option1, option2, answer "1" or "2"."""
-    rows = []
-    for i in range(count):
-        template, answer = WINO[i % len(WINO)]
-        a, b = rng.choice(WINO_PAIRS)
-        rows.append({"sentence": template.format(a=a, b=b), "option1": a, "option2": b, "answer": answer})
-    return rows
+    sentence, answer = template
+    return {"sentence": sentence.format(a=pair[0], b=pair[1]), "option1": pair[0], "option2": pair[1],
+            "answer": answer}
 
 
-def gsm8k(rng: random.Random, count: int) -> list[dict]:
+def gsm8k(rng: random.Random) -> dict[str, list[dict]]:
+    """GSM8K twin: distinct questions, the first 8 for the few-shot pool (train), the next 48 test."""
+    rows, seen = [], set()
+    while len(rows) < GSM8K_SHOTS + GSM8K_ITEMS:
+        row = gsm8k_row(rng, GSM[len(rows) % len(GSM)])
+        if row["question"] not in seen:  # drawn numbers can repeat a question: draw again
+            seen.add(row["question"])
+            rows.append(row)
+    return {"train": rows[:GSM8K_SHOTS], "test": rows[GSM8K_SHOTS:]}
+
+
+def gsm8k_row(rng: random.Random, template: tuple[str, str, str]) -> dict:
     """GSM8K schema: question, answer with working and a final `#### N` line."""
-    rows = []
-    for i in range(count):
-        question, working, _ = GSM[i % len(GSM)]
-        a, d = rng.randint(3, 12), rng.randint(2, 9)
-        s = rng.randint(1, a * d - 1)
-        values = {"a": a, "d": d, "s": s, "ad": a * d, "r": a * d - s}
-        rows.append({"question": question.format(**values),
-                     "answer": f"{working.format(**values)}.\n#### {a * d - s}"})
-    return rows
+    question, working, _ = template
+    a, d = rng.randint(3, 12), rng.randint(2, 9)
+    s = rng.randint(1, a * d - 1)
+    values = {"a": a, "d": d, "s": s, "ad": a * d, "r": a * d - s}
+    return {"question": question.format(**values), "answer": f"{working.format(**values)}.\n#### {a * d - s}"}
 
 
 def mmlu(rng: random.Random) -> dict[str, dict[str, list[dict]]]:
@@ -206,8 +272,7 @@ def mmlu(rng: random.Random) -> dict[str, dict[str, list[dict]]]:
             options = _shuffled(rng, [term, *rng.sample(others, 3)])
             rows.append({"question": f"Which of the following is a concept from {pretty}?", "subject": subject,
                          "choices": options, "answer": options.index(term)})
-        for i in range(4):
-            stranger = rng.choice(others)
+        for i, stranger in enumerate(rng.sample(others, 4)):  # four strangers: no NOT item twice
             options = _shuffled(rng, [stranger, *[t for j, t in enumerate(own) if j != i]])
             rows.append({"question": f"Which of the following is NOT a concept from {pretty}?", "subject": subject,
                          "choices": options, "answer": options.index(stranger)})
@@ -547,6 +612,11 @@ def _rng(name: str) -> random.Random:
     return random.Random(f"{SEED}:{name}")
 
 
+def _interleave(groups: list[list]) -> list:
+    """Round-robin over `groups`, so the first N items (a `limit`) span as many groups as N allows."""
+    return [group[i] for i in range(max(map(len, groups), default=0)) for group in groups if i < len(group)]
+
+
 def _shuffled(rng: random.Random, items: list) -> list:
     items = list(items)
     rng.shuffle(items)
@@ -563,11 +633,9 @@ def _word(n: int) -> str:
 
 def twins() -> dict[str, dict[str, list[dict]]]:
     """Every offline twin: lm-eval task name → split → rows."""
-    out = {"arc_challenge": {s: arc(_rng(f"arc-{s}"), n, s) for s, n in (("train", 30), ("validation", 5), ("test", 20))},
-           "hellaswag": {s: hellaswag(_rng(f"hellaswag-{s}"), n, s) for s, n in (("train", 12), ("validation", 20))},
+    out = {"arc_challenge": arc(_rng("arc")), "hellaswag": hellaswag(_rng("hellaswag")),
            "truthfulqa_mc2": {"validation": truthfulqa(_rng("truthfulqa"))},
-           "winogrande": {s: winogrande(_rng(f"winogrande-{s}"), n) for s, n in (("train", 8), ("validation", 20))},
-           "gsm8k": {s: gsm8k(_rng(f"gsm8k-{s}"), n) for s, n in (("train", 8), ("test", 20))},
+           "winogrande": winogrande(_rng("winogrande")), "gsm8k": gsm8k(_rng("gsm8k")),
            **mmlu(_rng("mmlu")),
            "leaderboard_ifeval": {"train": ifeval_rows()},
            "leaderboard_mmlu_pro": {s: mmlu_pro_rows(_rng(f"mmlu_pro-{s}"), n, s) for s, n in (("validation", 5), ("test", 20))}}

@@ -155,6 +155,7 @@ def _ratios(counts: dict[str, float], labels: list[str]) -> dict[str, float]:
         out[f"{label}/l1"] = l1
         out[f"{label}/l2"] = math.sqrt(counts[f"{label}/l2sq"])
         out[f"{label}/kept"] = counts[f"{label}/kept"] / max(nonzero, 1)
+        out[f"{label}/zeros_as_merged"] = 1 - counts[f"{label}/kept"] / numel  # what the merge left at 0
         out[f"{label}/kept_l1"] = counts[f"{label}/kept_l1"] / l1 if l1 else 0.0
         out[f"{label}/cast_lost_l1_share"] = _share(counts, f"{label}/cast_lost_l1", f"{label}/cast_l1")
     for first, second in combinations(labels, 2):

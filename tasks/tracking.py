@@ -31,11 +31,12 @@ def close_pipeline_run(spec: PipelineRun, run_id: str, status: str, metrics: dic
 @task(name="promote")
 def promote(spec: PipelineRun, merge_folder: str, metrics: dict[str, float]) -> dict:
     """Register the PAFT model as `candidate`; move `champion` to it only when the gate says so."""
-    _, scores = comparison.scores(metrics)
+    scores = promotion.Scores(*comparison.scores(metrics))
     held = tracking.alias_version(spec.tracking, spec.name, "champion")
-    champion = json.loads(held[1]["paft.scores"]) if held and "paft.scores" in held[1] else None
+    # A champion without a scores tag is not "no champion": it cannot be compared, so it stays.
+    champion = promotion.Scores.from_tag(held[1].get("paft.scores")) if held else None
     done = json.loads((Path(merge_folder) / "complete.json").read_text())
-    tags = {"paft.merge_method": spec.merge.method, "paft.scores": json.dumps(scores)}
+    tags = {"paft.merge_method": spec.merge.method, "paft.scores": scores.tag()}
     model = Path(merge_folder) / "model"
     version = tracking.register_model(spec.tracking, spec.name, model, done["run_id"], tags)
     tracking.set_alias(spec.tracking, spec.name, "candidate", version)
@@ -43,7 +44,7 @@ def promote(spec: PipelineRun, merge_folder: str, metrics: dict[str, float]) -> 
     if decision.promote:
         tracking.set_alias(spec.tracking, spec.name, "champion", version)
     return {"version": version, "promote": decision.promote, "reason": decision.reason,
-            "champion_before": held[0] if held else None}
+            "label": scores.label, "champion_before": held[0] if held else None}
 
 
 @task(name="summarize")

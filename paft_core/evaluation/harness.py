@@ -1,5 +1,13 @@
-"""One lm-eval call per suite: the settings after the profile, model arguments, results on disk."""
+"""One lm-eval call per suite: the settings after the profile, its label, model arguments, results on disk.
 
+A label is the suite, then `-offline`, `-quick`, the benchmark subset (`-sub-arc.gsm8k`, or
+`-without-mmlu` when that is shorter, or `-sub-<hash>` when both are long) and `-limit<N>` (the items
+per task, the quick profile's default included): `open_llm_v1` alone is the whole suite from the hub,
+full profile, every item. Only [a-z0-9_.-], so a label is one MLflow key segment and a folder name;
+scores are compared (gate, reports) only under one label.
+"""
+
+import hashlib
 import importlib.util
 import json
 import os
@@ -12,6 +20,8 @@ from paft_core.errors import ConfigError
 from paft_core.evaluation import offline, suites
 from paft_core.evaluation.suites import Suite
 from paft_core.evaluation.target import Target
+
+SUBSET_CHARS = 40  # a longer subset name is replaced by a hash of it (the params keep the names)
 
 
 @dataclass(frozen=True)
@@ -45,9 +55,29 @@ def settings(spec: EvalSpec, suite: Suite) -> Settings:
 
 
 def label(suite: Suite, how: Settings) -> str:
-    """The suite's name in every key, table and file: offline and quick results say so."""
-    source = "-offline" if how.source == "offline" else ""
-    return f"{suite.name}{source}{'-quick' if how.profile == 'quick' else ''}"
+    """The evaluation's name in every key, table, folder and gate: suite, source, profile, subset, limit."""
+    parts = [suite.name]
+    if how.source == "offline":
+        parts.append("offline")
+    if how.profile == "quick":
+        parts.append("quick")
+    if (named := subset(suite)) is not None:
+        parts.append(named)
+    if how.limit is not None:
+        parts.append(f"limit{how.limit}")
+    return "-".join(parts)
+
+
+def subset(suite: Suite) -> str | None:
+    """The label part naming which benchmarks a cut-down suite keeps; None when it keeps them all."""
+    full = [b.name for b in suites.SUITES.get(suite.name, suite).benchmarks]
+    kept = [b.name for b in suite.benchmarks]
+    if kept == full:
+        return None
+    named = min(f"sub-{'.'.join(kept)}", f"without-{'.'.join(n for n in full if n not in kept)}", key=len)
+    if len(named) <= SUBSET_CHARS:
+        return named
+    return f"sub-{hashlib.sha256('.'.join(kept).encode()).hexdigest()[:8]}"  # stable: suite order
 
 
 def check_backend(spec: EvalSpec, target: Target) -> None:
@@ -78,7 +108,7 @@ def run(suite: Suite, how: Settings, target: Target, spec: EvalSpec, log_samples
         torch.set_num_threads(spec.threads)
     cache = paths.home() / "lm_eval_cache" / target.fingerprint[:16] if spec.request_cache else None
     return lm_eval.simple_evaluate(
-        model=how.backend, model_args=_model_args(target, how),
+        model=how.backend, model_args=model_args(suite, target, how),
         tasks=[offline.group(suite, how.source, how.max_shots)], task_manager=manager,
         limit=how.limit, batch_size=how.batch_size, device=device,
         use_cache=str(cache) if cache else None,  # lm-eval's keys omit the model: one cache per fingerprint
@@ -100,10 +130,13 @@ def write(results: dict, folder: Path, extra: dict) -> None:
         (folder / "samples" / f"{task}.jsonl").write_text("".join(lines))
 
 
-def _model_args(target: Target, how: Settings) -> dict:
+def model_args(suite: Suite, target: Target, how: Settings) -> dict:
+    """lm-eval's model arguments: the folder, dtype, adapter, and BOS as the suite's leaderboard had it."""
     args = {"pretrained": str(target.path), "dtype": how.dtype}
     if target.adapter is not None:
         args["peft"] = str(target.adapter)
+    if suite.add_bos_token is not None:  # v1: False, as the 2023 harness (see suites.OPEN_LLM_V1)
+        args["add_bos_token"] = suite.add_bos_token
     return args
 
 

@@ -5,6 +5,8 @@ keyed by the model fingerprint, the suite definition and its settings, the data 
 content hash) and the lm-eval version: `stage.json`, `lm_eval/results.json` and `lm_eval/samples/`,
 then `complete.json` with the scores. A complete folder is reused, so an unchanged model is never
 evaluated twice; every call still logs its own `eval:<model>` run, so each pipeline run has its scores.
+The label (harness.label: suite, source, profile, subset, limit) names every key, so scores made under
+different settings never share one.
 """
 
 import json
@@ -93,6 +95,7 @@ def _run(p: Plan, target: Target, ev: EvalSpec, run_id: str) -> None:
     results = harness.run(p.suite, p.how, target, ev, ev.log_samples)
     scores = leaderboard.suite_scores(p.suite, results)
     labels = {"paft": {"suite": p.label, "data_source": p.how.source, "profile": p.how.profile,
+                       "benchmarks": [b.name for b in p.suite.benchmarks], "limit": p.how.limit,
                        "model": target.label, "model_fingerprint": target.fingerprint}}
     stage.publish(p.folder, "lm_eval", lambda tmp: harness.write(results, tmp, labels))
     stage.finish(p.folder, {"run_id": run_id, "suite": p.label,

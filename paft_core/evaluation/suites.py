@@ -5,7 +5,7 @@ arXiv 2406.17923); `open_llm_v2` is lm-eval's `leaderboard` group scored the way
 normalizes it (https://huggingface.co/docs/leaderboards/open_llm_leaderboard/normalization).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from paft_core.errors import ConfigError
@@ -41,6 +41,8 @@ class Suite:
     benchmarks: tuple[Benchmark, ...]
     task_dirs: tuple[str, ...]  # folders under lm_eval/tasks to index (indexing all 14k tasks costs ~10 s)
     chat_template: bool  # whether the suite may apply the model's chat template (v1: never)
+    # Whether the model input starts with BOS; None follows the tokenizer (lm-eval 0.4.13's default).
+    add_bos_token: bool | None = None
 
     def benchmark(self, name: str) -> Benchmark:
         """The benchmark called `name`."""
@@ -92,6 +94,9 @@ OPEN_LLM_V1 = Suite(
     ),
     task_dirs=("arc", "hellaswag", "mmlu/default", "truthfulqa", "winogrande", "gsm8k"),
     chat_template=False,
+    # The 2023 leaderboard harness (b281b09, hf-causal-experimental) encoded without special tokens, so
+    # no BOS; lm-eval 0.4.13 follows the tokenizer, which gives Llama and Mistral one. Off, as it was.
+    add_bos_token=False,
 )
 OPEN_LLM_V2 = Suite(
     name="open_llm_v2",
@@ -129,8 +134,7 @@ def select(names: list[str], benchmarks: list[str] | None) -> list[Suite]:
     if missing:
         raise ConfigError(f"unknown benchmark {missing[0]!r} for suites {', '.join(names)}; "
                           f"valid: {', '.join(valid)}")
-    cut = [Suite(s.name, tuple(b for b in s.benchmarks if b.name in benchmarks), s.task_dirs, s.chat_template)
-           for s in chosen]
+    cut = [replace(s, benchmarks=tuple(b for b in s.benchmarks if b.name in benchmarks)) for s in chosen]
     return [s for s in cut if s.benchmarks]
 
 # The quick profile: a CPU demo, not a score. Every key it writes carries "-quick".

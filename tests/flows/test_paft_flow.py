@@ -55,7 +55,7 @@ def test_the_dag_trains_both_branches_at_once_and_tracks_everything(tiny_base, p
     sft, preference = branch_task_runs(parent.data.tags["prefect.flow_run_id"])
     assert sft.start_time < preference.end_time and preference.start_time < sft.end_time  # overlapped
     assert parent.data.tags["prefect.flow_run_id"] and parent.data.tags["paft.base_model"] == str(tiny_base)
-    average = "eval/open_llm_v1-offline-quick/average"
+    average = "eval/open_llm_v1-offline-quick-sub-arc.gsm8k-limit1/average"
     assert parent.data.metrics[average] == pytest.approx(summary[average])
     assert "sparsity/sft/density" in parent.data.metrics
     assert client.get_model_version_by_alias("tiny", "candidate").version == 1
@@ -63,7 +63,8 @@ def test_the_dag_trains_both_branches_at_once_and_tracks_everything(tiny_base, p
     again = paft_flow(spec)
     second = pipeline_runs(client)[-1]
     assert set(children(client, second)) == {"eval"}  # training and merge reused, eval cached
-    assert children(client, second)["eval"].data.tags["paft.cache.open_llm_v1-offline-quick"] == "hit"
+    label = "open_llm_v1-offline-quick-sub-arc.gsm8k-limit1"
+    assert children(client, second)["eval"].data.tags[f"paft.cache.{label}"] == "hit"
     assert again[average] == pytest.approx(summary[average])
 
 

@@ -2,34 +2,54 @@
 
 import json
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from paft_core import stage, tracking
 from paft_core.config import TrackingSpec
-from paft_core.promotion import decide
+from paft_core.promotion import Scores, decide
 from tasks.tracking import promote
 from tests import tiny
 
+LABEL = "open_llm_v1-offline-quick-sub-arc.gsm8k-limit10"
 CHAMPION = {"arc": 40.0, "gsm8k": 10.0, "average": 25.0}
 
 
+def scored(values: dict[str, float], label: str | None = LABEL) -> Scores:
+    return Scores(label, values)
+
+
 def test_the_first_candidate_becomes_champion():
-    assert decide(CHAMPION, None, 5.0).promote
+    assert decide(scored(CHAMPION), None, 5.0).promote
 
 
 def test_a_worse_average_keeps_the_champion():
-    decision = decide({"arc": 39.0, "gsm8k": 10.0, "average": 24.5}, CHAMPION, 5.0)
+    decision = decide(scored({"arc": 39.0, "gsm8k": 10.0, "average": 24.5}), scored(CHAMPION), 5.0)
     assert not decision.promote and "does not beat" in decision.reason
 
 
 def test_a_better_average_with_one_large_drop_keeps_the_champion():
-    decision = decide({"arc": 30.0, "gsm8k": 30.0, "average": 30.0}, CHAMPION, 5.0)
+    decision = decide(scored({"arc": 30.0, "gsm8k": 30.0, "average": 30.0}), scored(CHAMPION), 5.0)
     assert not decision.promote and "arc drops 10.00" in decision.reason
 
 
 def test_a_better_average_within_tolerance_moves_the_champion():
-    decision = decide({"arc": 37.0, "gsm8k": 20.0, "average": 28.5}, CHAMPION, 5.0)
+    decision = decide(scored({"arc": 37.0, "gsm8k": 20.0, "average": 28.5}), scored(CHAMPION), 5.0)
     assert decision.promote and "+3.50" in decision.reason
+
+
+@pytest.mark.parametrize("champion_label", ["open_llm_v1", "open_llm_v1-offline-quick-limit10", None])
+def test_a_champion_scored_under_another_label_is_not_compared(champion_label):
+    far_better = {"arc": 90.0, "gsm8k": 90.0, "average": 90.0}
+    decision = decide(scored(far_better), scored(CHAMPION, champion_label), 5.0)
+    assert not decision.promote
+    assert f"scored under {champion_label or 'no label'} and the candidate under {LABEL}" in decision.reason
+
+
+def test_a_scores_tag_round_trips_its_label_and_an_old_tag_has_none():
+    assert Scores.from_tag(scored(CHAMPION).tag()) == scored(CHAMPION)
+    assert Scores.from_tag(json.dumps(CHAMPION)) == Scores(None, CHAMPION)  # before tags carried labels
+    assert Scores.from_tag(None) == Scores(None, {})
 
 
 def _merge_folder(tmp_path, name: str):
@@ -45,7 +65,7 @@ def _merge_folder(tmp_path, name: str):
 def test_the_registry_moves_champion_only_for_a_better_candidate(tiny_base, paft_home, tmp_path):
     spec = tiny.spec(tiny_base)
     client = MlflowClient(tracking.tracking_uri(spec.tracking))
-    metrics = {f"eval/open_llm_v1-offline-quick/{k}": v for k, v in CHAMPION.items()}
+    metrics = {f"eval/{LABEL}/{k}": v for k, v in CHAMPION.items()}
     first = promote.fn(spec, _merge_folder(tmp_path, "a"), metrics)
     assert first["promote"] and client.get_model_version_by_alias("tiny", "champion").version == 1
 
@@ -58,5 +78,17 @@ def test_the_registry_moves_champion_only_for_a_better_candidate(tiny_base, paft
     better = {key: value + 1 for key, value in metrics.items()}
     third = promote.fn(spec, _merge_folder(tmp_path, "c"), better)
     assert third["promote"] and client.get_model_version_by_alias("tiny", "champion").version == 3
-    scores = json.loads(client.get_model_version("tiny", "3").tags["paft.scores"])
-    assert scores["average"] == CHAMPION["average"] + 1
+    tag = json.loads(client.get_model_version("tiny", "3").tags["paft.scores"])
+    assert tag == {"label": LABEL, "scores": {k: v + 1 for k, v in CHAMPION.items()}}
+
+
+def test_the_registry_keeps_a_champion_scored_under_another_label(tiny_base, paft_home, tmp_path):
+    spec = tiny.spec(tiny_base)
+    client = MlflowClient(tracking.tracking_uri(spec.tracking))
+    promote.fn(spec, _merge_folder(tmp_path, "a"), {f"eval/{LABEL}/{k}": v for k, v in CHAMPION.items()})
+    hub = {f"eval/open_llm_v1/{k}": v + 50 for k, v in CHAMPION.items()}
+    second = promote.fn(spec, _merge_folder(tmp_path, "b"), hub)
+    assert not second["promote"] and second["label"] == "open_llm_v1"
+    assert f"scored under {LABEL} and the candidate under open_llm_v1" in second["reason"]
+    assert client.get_model_version_by_alias("tiny", "champion").version == 1
+    assert client.get_model_version_by_alias("tiny", "candidate").version == 2

@@ -9,6 +9,7 @@ from paft_core.evaluation import harness, runner, suites, target
 from tests import tiny
 
 FAST = {"source": "offline", "profile": "quick", "limit": 1, "max_gen_toks": 8, "bootstrap_iters": 0}
+V1, V2 = "open_llm_v1-offline-quick-limit1", "open_llm_v2-offline-quick-limit1"  # FAST's labels
 
 
 def eval_spec(tiny_base, **evaluation):
@@ -30,7 +31,7 @@ def scored(tiny_base, tmp_path_factory):
 @pytest.mark.parametrize("suite", suites.SUITES.values(), ids=lambda s: s.name)
 def test_offline_run_scores_every_benchmark_and_the_average(scored, suite):
     _, _, metrics = scored
-    label = f"{suite.name}-offline-quick"  # offline and quick results say so in every key
+    label = f"{suite.name}-offline-quick-limit1"  # offline, quick and limit say so in every key
     names = [b.name for b in suite.benchmarks] + ["average"]
     assert all(0.0 <= metrics[f"eval/{label}/{name}"] <= 100.0 for name in names)
     assert {key.split("/")[2] for key in metrics if key.startswith(f"eval/{label}/")} >= set(names)
@@ -43,15 +44,15 @@ def test_the_mlflow_run_holds_scores_params_table_and_lm_eval_outputs(scored):
     assert run.info.run_name == "eval:base" and run.info.status == "FINISHED"
     assert run.data.metrics == pytest.approx(metrics)
     params = run.data.params
-    assert params["paft.eval.open_llm_v1-offline-quick.shots.arc"] == "1"  # quick caps the 25 shots
-    assert params["paft.eval.open_llm_v2-offline-quick.versions.leaderboard_ifeval"] == "3.0"
+    assert params[f"paft.eval.{V1}.shots.arc"] == "1"  # quick caps the 25 shots
+    assert params[f"paft.eval.{V2}.versions.leaderboard_ifeval"] == "3.0"
     assert params["paft.eval.lm_eval_version"] == "0.4.13" and params["paft.evaluation.source"] == "offline"
-    assert run.data.tags["paft.cache.open_llm_v1-offline-quick"] == "miss"
+    assert run.data.tags[f"paft.cache.{V1}"] == "miss"
     table = json.loads(Path(client.download_artifacts(run.info.run_id, "eval/scores.json")).read_text())
-    assert {row[0] for row in table["data"]} == {"open_llm_v1-offline-quick", "open_llm_v2-offline-quick"}
-    outputs = [a.path for a in client.list_artifacts(run.info.run_id, "lm_eval/open_llm_v1-offline-quick")]
-    assert "lm_eval/open_llm_v1-offline-quick/results.json" in outputs
-    samples = client.list_artifacts(run.info.run_id, "lm_eval/open_llm_v1-offline-quick/samples")
+    assert {row[0] for row in table["data"]} == {V1, V2}
+    outputs = [a.path for a in client.list_artifacts(run.info.run_id, f"lm_eval/{V1}")]
+    assert f"lm_eval/{V1}/results.json" in outputs
+    samples = client.list_artifacts(run.info.run_id, f"lm_eval/{V1}/samples")
     assert any(a.path.endswith("gsm8k.jsonl") for a in samples)
 
 
@@ -63,15 +64,16 @@ def test_second_run_of_the_same_model_hits_the_cache(scored, monkeypatch, tiny_b
     again = runner.evaluate(spec, target.base(spec.model))
     assert again == metrics
     client, runs = tiny.tracked_runs(home)
-    assert runs[-1].data.tags["paft.cache.open_llm_v2-offline-quick"] == "hit"
+    assert runs[-1].data.tags[f"paft.cache.{V2}"] == "hit"
     first = runs[0].info.run_id
-    assert runs[-1].data.params["paft.eval.open_llm_v2-offline-quick.cached_from"] == first
+    assert runs[-1].data.params[f"paft.eval.{V2}.cached_from"] == first
 
 
 def test_changed_settings_miss_the_cache(tiny_base):
     base = target.Target("base", tiny_base, "f" * 64)
     one, two = (runner.plan(eval_spec(tiny_base, limit=n).evaluation, base)[0] for n in (1, 2))
-    assert one.folder != two.folder and one.label == two.label == "open_llm_v1-offline-quick"
+    assert one.folder != two.folder
+    assert (one.label, two.label) == (V1, V1.replace("limit1", "limit2"))
 
 
 def test_thread_count_keeps_the_cache(tiny_base):
