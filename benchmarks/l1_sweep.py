@@ -157,11 +157,11 @@ def main() -> None:
     parser.add_argument("--lambdas", nargs="+", type=float, default=[1e-5, 1e-4, 1e-3, 1e-2])
     parser.add_argument("--delta-lambdas", nargs="+", type=float, default=None,
                         help="λ values for target delta (its norm sums far more entries); default: --lambdas")
-    parser.add_argument("--densities", nargs="+", type=float, default=[1.0, 0.1, 0.05])
+    parser.add_argument("--densities", nargs="+", type=float, default=[1.0, 0.05, 0.02])
     parser.add_argument("--steps", type=int, default=None, help="SFT steps; default: the demo's")
-    parser.add_argument("--items", type=int, default=200)
+    parser.add_argument("--items", type=int, default=100)
     parser.add_argument("--batch", type=int, default=25)
-    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--max-new-tokens", type=int, default=28)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for scoring")
     parser.add_argument("--folder", type=Path, default=Path(".bench/l1-sweep"))
     args = parser.parse_args()
@@ -177,13 +177,19 @@ def main() -> None:
     base = models.resolve(spec.model)
     tokenizer = AutoTokenizer.from_pretrained(base.path, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32).eval()
-    results = {"base": score(model, tokenizer, items, args.batch, args.max_new_tokens), "runs": {},
-               "steps": steps, "items": len(items)}
+    saved = args.folder / "results.json"
+    results = json.loads(saved.read_text()) if saved.is_file() else {}  # a stopped sweep resumes
+    if results.get("items") != len(items) or results.get("steps") != steps:
+        results = {"base": score(model, tokenizer, items, args.batch, args.max_new_tokens), "runs": {},
+                   "steps": steps, "items": len(items)}
+        saved.write_text(json.dumps(results))
     print(f"base: {sum(results['base'])}/{len(items)}", flush=True)
     reader = Reader(base.path)
     for (target, strength), adapter in adapters.items():
         print(f"{target} λ={strength:g}", flush=True)
         key = "plain" if not strength else f"{target}-{strength:g}"
+        if all(f"{d:g}" in results["runs"].get(key, {}) for d in args.densities):
+            continue
         found = evaluate(model, tokenizer, adapter, reader, args.densities, items, args)
         results["runs"][key] = {"target": target, "strength": strength, **found}
         (args.folder / "results.json").write_text(json.dumps(results))

@@ -94,12 +94,14 @@ def _add_eval(commands) -> None:
     which = evaluate.add_mutually_exclusive_group()
     which.add_argument("--model", type=Path, help="a model folder, e.g. a merged model (default: the base)")
     which.add_argument("--adapter", type=Path, help="a PEFT adapter folder, scored on the spec's base")
-    evaluate.add_argument("--suite", dest="suites", action="append", help="open_llm_v1 or open_llm_v2")
+    evaluate.add_argument("--suite", dest="suites", action="append",
+                          help="open_llm_v1, open_llm_v2 or paft_probes (the PAFT demo probes)")
     evaluate.add_argument("--benchmarks", help="comma-separated subset, e.g. arc,gsm8k")
     evaluate.add_argument("--source", help="hub (real datasets) or offline (project-made twins, so labelled)")
     evaluate.add_argument("--quick", action="store_const", const="quick", dest="profile",
                           help="the quick profile: a CPU demo (≤1 shot, 20 items), labelled quick")
-    evaluate.add_argument("--limit", type=int, help="first N items of each benchmark task")
+    evaluate.add_argument("--limit", type=int, help="first N items of each leaderboard benchmark task")
+    evaluate.add_argument("--probe-limit", type=int, help="first N items of each PAFT demo probe")
     evaluate.add_argument("--out", type=Path, help="output folder, one sub-folder per suite "
                           "(default: .paft/stages/eval-<suite>-<hash>)")
     evaluate.set_defaults(handler=_eval)
@@ -156,7 +158,8 @@ def _eval(args: argparse.Namespace) -> None:
 
     benchmarks = args.benchmarks.split(",") if args.benchmarks else None
     spec = runner.with_overrides(load_config(args.config), suites=args.suites, benchmarks=benchmarks,
-                                 source=args.source, profile=args.profile, limit=args.limit)
+                                 source=args.source, profile=args.profile, limit=args.limit,
+                                 probe_limit=args.probe_limit)
     if args.adapter:
         model = target.adapter(args.adapter, spec.model)
     else:
@@ -164,7 +167,7 @@ def _eval(args: argparse.Namespace) -> None:
     metrics = runner.evaluate(spec, model, args.out)
     for key, value in metrics.items():
         print(f"paft: {key} = {value:.2f}")
-    _result({"metrics": metrics})
+    _result({"metrics": metrics, "folders": runner.folders(spec.evaluation, model, args.out)})
 
 
 def _add_servers(commands) -> None:

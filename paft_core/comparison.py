@@ -1,28 +1,51 @@
-"""The comparison report: variant × benchmark table, alignment tax, delta sparsity, plots, report.md.
+"""The comparison report: per suite a variant × benchmark table and paired differences (each variant
+against base, and the alignment tax PAFT − sequential), delta sparsity, plots, report.md, MLflow metrics.
 
-Reads only what the stages left behind (eval metrics, merge `complete.json` and plots, trainer_state.json),
-so it can be rebuilt from a finished run's folders.
+Reads only what the stages left behind (eval metrics, the eval folders' per-item outputs, merge
+`complete.json` and plots, trainer_state.json), so it can be rebuilt from a finished run's folders.
+Paired figures come from per-item differences on the items every variant was scored on; without
+per-item outputs the tax falls back to an upper bound on its standard error.
 """
 
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only
-import matplotlib.pyplot as plt  # noqa: E402
-
-from paft_core import stage  # noqa: E402
+from paft_core import comparison_plots, stage
+from paft_core.evaluation import paired, suites
+from paft_core.evaluation.paired import Difference
 
 SPARSITY_KEY = "density_rel0.01"  # share of a delta's entries above 1 % of its tensor's largest magnitude
+TAX = ("sequential", "paft")  # the alignment tax: PAFT minus sequential SFT → preference
+TAX_PAIR = "paft_vs_sequential"
+NOTES = {
+    "paft_probes": "**PAFT demo probes**, not leaderboard numbers: project-made items (data/probes/) held "
+                   "out from the demo training data, asked in the model's chat template. `sft_skill`: the "
+                   "answer format SFT teaches (`#### N`, exact match); `preference_skill`: the honest answer "
+                   "chosen over a made-up one (log-likelihood, accuracy).",
+    "offline": "Scores come from the **offline twins** of the benchmarks (project-made items in each "
+               "upstream schema): a smoke reading of the method, not leaderboard numbers.",
+    "quick": "The **quick profile** (few items, ≤ 1 shot, short generations): a smoke reading, not "
+             "leaderboard numbers.",
+}
 
 
-def scores(metrics: dict[str, float]) -> tuple[str, dict[str, float]]:
-    """(suite label, {benchmark: score}) from one model's `eval/<label>/<benchmark>` metrics."""
-    found = {key.split("/")[1]: {} for key in metrics if key.startswith("eval/")}
-    label = sorted(found)[0]  # one suite in a comparison; the first when there are several
+def suite_of(label: str) -> suites.Suite:
+    """The suite an evaluation label names (its first part)."""
+    return suites.SUITES[label.split("-")[0]]
+
+
+def labels(metrics: dict[str, float]) -> list[str]:
+    """The evaluation labels in `eval/<label>/...` metrics: the probes first, then the leaderboards."""
+    found = sorted({key.split("/")[1] for key in metrics if key.startswith("eval/")})
+    return sorted(found, key=lambda label: not suite_of(label).project)
+
+
+def scores(metrics: dict[str, float], label: str | None = None) -> tuple[str, dict[str, float]]:
+    """(label, {benchmark: score}) from one model's metrics; by default a leaderboard's (the gate's)."""
+    label = label or sorted(labels(metrics), key=lambda found: suite_of(found).project)[0]
     values = {key.split("/", 2)[2]: value for key, value in metrics.items()
               if key.startswith(f"eval/{label}/") and not key.endswith("_stderr")}
     return label, values
@@ -37,17 +60,35 @@ def sparsity(merge_folder: str | None) -> dict[str, float]:
             if key.endswith(f"/{SPARSITY_KEY}") and key.split("/")[0] in ("sft", "preference")}
 
 
-def table(results: dict[str, dict[str, float]], merges: dict[str, str | None]) -> tuple[str, list[dict]]:
+def table(results: dict[str, dict[str, float]], merges: dict[str, str | None],
+          label: str | None = None) -> tuple[str, list[dict]]:
     """Rows of variant, each benchmark, average, SFT and preference delta sparsity; and the suite label."""
-    rows, label = [], ""
+    rows = []
     for variant, metrics in results.items():
-        label, values = scores(metrics)
+        label, values = scores(metrics, label)
         spent = sparsity(merges.get(variant))
         stderr = metrics.get(f"eval/{label}/average_stderr")
-        rows.append({"variant": variant, **{k: v for k, v in values.items() if k != "average"},
+        order = [b.name for b in suite_of(label).benchmarks if b.name in values]  # the suite's order
+        rows.append({"variant": variant, **{name: values[name] for name in order},
                      "average": values["average"], "average_stderr": stderr,
                      "sft_sparsity": spent.get("sft"), "preference_sparsity": spent.get("preference")})
-    return label, rows
+    return label or "", rows
+
+
+def differences(label: str, rows: list[dict], evals: dict[str, dict[str, str]]) -> dict[str, dict]:
+    """`<second>_vs_<first>` → benchmark → paired Difference: every variant against base, and PAFT
+    against sequential; a pair without per-item outputs of both is left out."""
+    variants = [row["variant"] for row in rows]
+    kept = [b for b in suite_of(label).benchmarks if b.name in rows[0]]
+    suite = replace(suite_of(label), benchmarks=tuple(kept))
+    pairs = [("base", v) for v in variants if v != "base" and "base" in variants]
+    pairs += [TAX] if set(TAX) <= set(variants) else []
+    found = {}
+    for first, second in pairs:
+        folders = [evals.get(name, {}).get(label) for name in (first, second)]
+        if all(f and (Path(f) / "lm_eval" / "samples").is_dir() for f in folders):
+            found[f"{second}_vs_{first}"] = paired.suite_differences(suite, *map(Path, folders))
+    return {pair: figures for pair, figures in found.items() if figures}
 
 
 def alignment_tax(rows: list[dict]) -> float | None:
@@ -61,6 +102,37 @@ def tax_stderr(rows: list[dict]) -> float | None:
     errors = {row["variant"]: row.get("average_stderr") for row in rows}
     paft, sequential = errors.get("paft"), errors.get("sequential")
     return None if paft is None or sequential is None else math.hypot(paft, sequential)
+
+
+def tax_sentence(tax: float | None, stderr: float | None = None, paired_se: bool = False,
+                 title: str | None = None) -> str:
+    """The tax with its sign, its standard error (paired, or an upper bound) and what it allows to say."""
+    if tax is None:
+        return "Alignment tax: not measured (the sequential baseline is off)."
+    on = f" on the {title}" if title else ""
+    said = f"Alignment tax{on} (PAFT average − sequential SFT → preference average): {tax:+.2f} points"
+    if stderr is not None:
+        said += (f" (paired standard error {stderr:.2f}{_in_ses(tax, stderr)})" if paired_se
+                 else f" (standard error at most {stderr:.2f})")
+        if abs(tax) < 2 * stderr:
+            return said + "; within noise: neither recipe is shown better on these items."
+    verdict = "PAFT beats" if tax > 0 else "PAFT trails" if tax < 0 else "PAFT ties"
+    return f"{said}; {verdict} the sequential recipe here."
+
+
+def versus_sentence(pair: str, benchmark: str, found: Difference) -> str:
+    """E.g. 'sft-only beats base on sft_skill by +12.50 (paired SE 2.30, 5.4 SEs; 200 items)'."""
+    second, _, first = pair.partition("_vs_")
+    verb = "beats" if found.value > 0 else "trails" if found.value < 0 else "ties"
+    by = f" by {found.value:+.2f}" if found.value else ""
+    return (f"{second} {verb} {first} on {benchmark}{by} (paired SE {found.stderr:.2f}"
+            f"{_in_ses(found.value, found.stderr)}; {found.items} items)")
+
+
+def _in_ses(value: float, stderr: float) -> str:
+    if stderr > 0:
+        return f", {abs(value) / stderr:.1f} SEs"
+    return ", no item differs" if value == 0 else ", the same difference on every item"
 
 
 def render(rows: list[dict]) -> str:
@@ -79,101 +151,99 @@ def _cell(value) -> str:
 
 
 def write(folder: Path, results: dict[str, dict[str, float]], merges: dict[str, str | None],
-          branches: dict[str, str], decision: dict, sft_used: dict[str, str] | None = None) -> dict:
-    """Write report.md, scores.png, density plots and training curves into `folder`; return the summary."""
+          branches: dict[str, str], decision: dict, sft_used: dict[str, str] | None = None,
+          evals: dict[str, dict[str, str]] | None = None) -> dict:
+    """Write report.md and the plots into `folder`; return the summary (tables, tax, paired, metrics).
+
+    `evals`: variant → evaluation label → its eval stage folder, whose per-item outputs pair the scores.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    label, rows = table(results, merges)
-    tax, stderr = alignment_tax(rows), tax_stderr(rows)
-    plots = [_scores_plot(rows, folder / "scores.png"), _curves(branches, folder / "training_curves.png")]
+    found = labels(next(iter(results.values())))  # every variant is scored under the same labels
+    sections = [_section(label, results, merges, evals or {}) for label in found]
+    plots = [comparison_plots.scores(sections, folder / "scores.png"),
+             comparison_plots.alignment_tax(results, sections, folder / "alignment_tax.png"),
+             comparison_plots.curves(branches, folder / "training_curves.png")]
     for variant, merge in merges.items():
         source = Path(merge) / "plots" / "density.png" if merge else None
         if source and source.is_file():
             shutil.copy2(source, folder / f"density-{variant}.png")
             plots.append(folder / f"density-{variant}.png")
-    text = _markdown(label, rows, tax_sentence(tax, stderr), decision, [p for p in plots if p],
-                     sft_used or {})
+    text = _markdown(sections, decision, [p for p in plots if p], sft_used or {})
     (folder / "report.md").write_text(text)
-    return {"suite": label, "rows": rows, "alignment_tax": tax, "alignment_tax_stderr": stderr,
-            "markdown": text}
+    first = sections[0]
+    return {"suite": first["label"], "rows": first["rows"], "sections": sections,
+            "alignment_tax": first["tax"], "alignment_tax_stderr": first["tax_stderr"],
+            "markdown": text, "metrics": _metrics(first), "console": _console(sections, decision)}
 
 
-def tax_sentence(tax: float | None, stderr: float | None = None) -> str:
-    """The tax with its sign, its standard error when the scores have one, and what it allows to say."""
-    if tax is None:
-        return "Alignment tax: not measured (the sequential baseline is off)."
-    said = f"Alignment tax (PAFT average − sequential SFT → preference average): {tax:+.2f} points"
-    if stderr is not None:
-        said += f" (standard error at most {stderr:.2f})"
-        if abs(tax) < 2 * stderr:
-            return said + "; within noise: neither recipe is shown better on these items."
-    verdict = "PAFT beats" if tax > 0 else "PAFT trails" if tax < 0 else "PAFT ties"
-    return f"{said}; {verdict} the sequential recipe here."
+def _section(label: str, results: dict, merges: dict, evals: dict) -> dict:
+    """One suite's table, paired figures, tax and sentences."""
+    _, rows = table(results, merges, label)
+    found = differences(label, rows, evals)
+    tax_pair = found.get(TAX_PAIR, {}).get("average")
+    tax = tax_pair.value if tax_pair else alignment_tax(rows)
+    stderr = tax_pair.stderr if tax_pair else tax_stderr(rows)
+    title = suite_of(label).title
+    return {"label": label, "title": title, "rows": rows, "paired": found, "tax": tax, "tax_stderr": stderr,
+            "tax_sentence": tax_sentence(tax, stderr, tax_pair is not None, title),
+            "sentences": {pair: [versus_sentence(pair, name, d) for name, d in figures.items()
+                                 if name != "average"] for pair, figures in found.items()}}
 
 
-def _markdown(label: str, rows: list[dict], tax: str, decision: dict, plots: list[Path],
-              sft_used: dict[str, str]) -> str:
-    quick = "quick" in label
+def _metrics(section: dict) -> dict[str, float]:
+    """The parent run's compare/* metrics, from the first section (the probes when they ran)."""
+    found = {f"compare/{row['variant']}/average": row["average"] for row in section["rows"]}
+    if section["tax"] is not None:
+        found["compare/alignment_tax"] = section["tax"]
+    if section["tax_stderr"] is not None:
+        found["compare/alignment_tax_stderr"] = section["tax_stderr"]
+    for pair, figures in section["paired"].items():  # e.g. compare/paired/sft-only_vs_base/sft_skill
+        for name, d in figures.items():
+            found[f"compare/paired/{pair}/{name}"] = d.value
+            found[f"compare/paired/{pair}/{name}_stderr"] = d.stderr
+    return found
+
+
+def _heading(section: dict) -> list[str]:
+    parts = section["label"].split("-")
+    notes = [f"{note}\n" for key, note in NOTES.items() if key in parts]
+    return [f"## {section['title']} (`{section['label']}`)", "", *notes]
+
+
+def _markdown(sections: list[dict], decision: dict, plots: list[Path], sft_used: dict[str, str]) -> str:
     moved = "`champion` moved to" if decision.get("promote") else "`champion` kept; candidate"
-    lines = [f"# PAFT comparison on `{label}`", ""]
-    if quick or "offline" in label:
-        lines += ["Scores come from the **offline twins** of the benchmarks (project-made items in each "
-                  "upstream schema) with the **quick profile** (few items, short generations): a smoke "
-                  "reading of the method, not leaderboard numbers.", ""]
-    lines += [render(rows), "", "Sparsity: share of a delta's entries at or below 1 % of its tensor's "
-              "largest magnitude (from the merge report).", ""]
+    lines = ["# PAFT comparison", ""]
+    for section in sections:
+        lines += _heading(section) + [render(section["rows"]), ""]
+        if section["paired"]:
+            lines += ["Paired differences on the same items (points, ± paired standard error):", "",
+                      _paired_table(section["paired"]), ""]
+            lines += [f"- {said}" for pair in section["sentences"].values() for said in pair] + [""]
+        lines += [section["tax_sentence"], ""]
+    lines += ["Sparsity: share of a delta's entries at or below 1 % of its tensor's largest magnitude (from "
+              "the merge report).", ""]
     if sft_used:
-        lines += ["SFT delta in each variant:", ""]
-        lines += [f"- `{name}`: {used}" for name, used in sft_used.items()]
+        lines += ["SFT delta in each variant:", ""] + [f"- `{n}`: {used}" for n, used in sft_used.items()]
         lines += [""]
-    lines += [tax, "",
-              f"Promotion: {moved} version {decision.get('version')}: {decision.get('reason')}", "",
+    lines += [f"Promotion: {moved} version {decision.get('version')}: {decision.get('reason')}", "",
               "## Plots", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
 
 
-def _scores_plot(rows: list[dict], path: Path) -> Path:
-    """Grouped bars: one group per benchmark (and the average), one bar per variant."""
-    skip = {"variant", "average_stderr", "sft_sparsity", "preference_sparsity"}
-    benchmarks = [key for key in rows[0] if key not in skip]
-    figure, axis = plt.subplots(figsize=(1.6 * len(benchmarks) + 2, 4))
-    width = 0.8 / len(rows)
-    for i, row in enumerate(rows):
-        axis.bar([b + i * width for b in range(len(benchmarks))], [row[k] for k in benchmarks], width,
-                 label=row["variant"])
-    axis.set_xticks([b + 0.4 - width / 2 for b in range(len(benchmarks))], benchmarks)
-    axis.set_ylabel("score (0-100)")
-    return _save(figure, axis, path)
+def _paired_table(found: dict[str, dict[str, Difference]]) -> str:
+    rows = [{"pair": pair.replace("_vs_", " − "),
+             **{name: f"{d.value:+.2f} ± {d.stderr:.2f}" for name, d in figures.items()}}
+            for pair, figures in found.items()]
+    return render(rows)
 
 
-def _curves(branches: dict[str, str], path: Path) -> Path | None:
-    """Task loss per logged step of every trained branch, and the L1 penalty on its own panel."""
-    task, penalty = {}, {}
-    for name, folder in branches.items():
-        state = Path(folder) / "trainer_state.json"
-        if state.is_file():
-            history = json.loads(state.read_text())["log_history"]
-            key = "task_loss" if any("task_loss" in row for row in history) else "loss"
-            task[name] = [(row["step"], row[key]) for row in history if key in row]
-            penalty[name] = [(row["step"], row["l1/penalty"]) for row in history if "l1/penalty" in row]
-    if not task:
-        return None
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, points in task.items():
-        left.plot(*zip(*points, strict=True), marker=".", label=name)
-    for name, points in penalty.items():
-        if points:
-            right.plot(*zip(*points, strict=True), marker=".", label=name)
-    left.set(xlabel="step", ylabel="task loss (SFT cross-entropy, preference loss)")
-    right.set(xlabel="step", ylabel="L1 penalty λ‖·‖₁ (SFT only)")
-    if penalty and any(penalty.values()):
-        right.legend(fontsize=8)
-    return _save(figure, left, path)
-
-
-def _save(figure, axis, path: Path) -> Path:
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+def _console(sections: list[dict], decision: dict) -> str:
+    lines = []
+    for section in sections:
+        lines += [f"{section['title']} ({section['label']}):", render(section["rows"])]
+        probes = suite_of(section["label"]).project  # a leaderboard section says only its tax
+        lines += [said for pair, found in section["sentences"].items() if probes or pair == TAX_PAIR
+                  for said in found]
+        lines += [section["tax_sentence"], ""]
+    return "\n".join(lines + [f"Promotion of version {decision['version']}: {decision['reason']}"])

@@ -196,13 +196,15 @@ class TrackingSpec(Spec):
 class EvalSpec(Spec):
     """Leaderboard evaluation with lm-eval: which suites, on which data, with which settings."""
 
-    suites: list[Literal["open_llm_v1", "open_llm_v2"]] = Field(["open_llm_v1"], min_length=1)  # v1: PAFT's
+    # v1: PAFT's; paft_probes: the PAFT demo probes (project data, chat template), never leaderboard numbers
+    suites: list[Literal["open_llm_v1", "open_llm_v2", "paft_probes"]] = Field(["open_llm_v1"], min_length=1)
     benchmarks: list[str] | None = None  # a subset of the suites' benchmarks, e.g. [arc, gsm8k]; None: all
     source: Literal["hub", "offline"] = "hub"  # offline: project-made twins in data/eval/, labelled offline
     profile: Literal["full", "quick"] = "full"  # quick: CPU demo, labelled so (≤1 shot, 20 items, short gens)
-    limit: int | None = Field(None, gt=0)  # first N items of each benchmark task; None: all (quick: 20)
+    limit: int | None = Field(None, gt=0)  # first N items of each leaderboard task; None: all (quick: 20)
+    probe_limit: int | None = Field(None, gt=0)  # first N items of each PAFT demo probe; None: all (200)
     max_gen_toks: int | None = Field(None, gt=0)  # cap on generated tokens; None: per benchmark (quick: 256)
-    chat_template: bool = False  # v2 only: apply the model's chat template, few-shot as multi-turn
+    chat_template: bool = False  # v2 only: the model's chat template, few-shot as multi-turn (probes: always)
     backend: Literal["hf", "vllm"] = "hf"  # vllm: faster generation on GPU; needs the vllm package
     batch_size: int | Literal["auto"] = 1  # the leaderboard ran 1 per GPU; padding moves scores a bit
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: as the checkpoint stores it

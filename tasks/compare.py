@@ -1,5 +1,6 @@
 """Prefect tasks of the comparison flow: variant specs, variant scoring and the report."""
 
+import json
 from pathlib import Path
 
 from prefect import task
@@ -7,7 +8,10 @@ from prefect.artifacts import create_markdown_artifact
 
 from paft_core import comparison, tracking, variants
 from paft_core.config import PipelineRun, write_config
-from tasks.stages import evaluate_model
+from paft_core.tracking import PARENT_ENV
+from tasks.process import run_paft
+
+EVAL_FOLDERS = "eval_folders.json"  # beside a variant's spec: label → its eval stage folder
 
 
 @task(name="variant-spec", task_run_name="spec-{name}")
@@ -25,27 +29,23 @@ def sequential_spec(spec: PipelineRun, sft_merge: str, folder: str) -> str:
 @task(name="evaluate-variant", task_run_name="evaluate-{name}")
 def evaluate_variant(config: str, name: str, merge_folder: str | None,
                      parent_run_id: str) -> dict[str, float]:
-    """Score a variant: its merged model, or the base model when it has none."""
-    return evaluate_model.fn(config, f"{merge_folder}/model" if merge_folder else None, parent_run_id)
+    """Score a variant (its merged model, or the base model when it has none); keep where the scores are."""
+    chosen = ["--model", f"{merge_folder}/model"] if merge_folder else []
+    found = run_paft(["eval", config, *chosen], {PARENT_ENV: parent_run_id})
+    (Path(config).parent / EVAL_FOLDERS).write_text(json.dumps(found["folders"]))  # for the paired figures
+    return found["metrics"]
 
 
 @task(name="report")
 def report(spec: PipelineRun, parent_run_id: str, folder: str, results: dict, merges: dict, branches: dict,
            decision: dict) -> dict:
     """Write the report folder, log it to the parent run and as a Prefect artifact; return its summary."""
-    out = Path(folder) / "report"
-    made = comparison.write(out, results, merges, branches, decision, variants.sft_used(spec))
+    out, kept = Path(folder) / "report", {name: Path(folder) / name / EVAL_FOLDERS for name in results}
+    evals = {name: json.loads(path.read_text()) for name, path in kept.items() if path.is_file()}
+    made = comparison.write(out, results, merges, branches, decision, variants.sft_used(spec), evals)
     tracking.log_run_folder(spec.tracking, parent_run_id, out, "report")
     tracking.set_run_tags(spec.tracking, parent_run_id, {"paft.promotion": decision["reason"],
                                                          "paft.report": str(out)})
     create_markdown_artifact(made["markdown"], key="paft-comparison", description="PAFT comparison report")
-    summary = {f"compare/{row['variant']}/average": row["average"] for row in made["rows"]}
-    if made["alignment_tax"] is not None:
-        summary["compare/alignment_tax"] = made["alignment_tax"]
-    if made["alignment_tax_stderr"] is not None:
-        summary["compare/alignment_tax_stderr"] = made["alignment_tax_stderr"]
-    summary["promotion/promoted"] = float(decision["promote"])
-    tax = comparison.tax_sentence(made["alignment_tax"], made["alignment_tax_stderr"])
-    console = "\n".join([comparison.render(made["rows"]), tax,
-                         f"Promotion of version {decision['version']}: {decision['reason']}"])
-    return {"metrics": {**summary, **results.get("paft", {})}, "folder": str(out), "console": console}
+    summary = {**made["metrics"], "promotion/promoted": float(decision["promote"])}
+    return {"metrics": {**summary, **results.get("paft", {})}, "folder": str(out), "console": made["console"]}

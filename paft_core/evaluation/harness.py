@@ -4,7 +4,9 @@ A label is the suite, then `-offline`, `-quick`, the benchmark subset (`-sub-arc
 `-without-mmlu` when that is shorter, or `-sub-<hash>` when both are long) and `-limit<N>` (the items
 per task, the quick profile's default included): `open_llm_v1` alone is the whole suite from the hub,
 full profile, every item. Only [a-z0-9_.-], so a label is one MLflow key segment and a folder name;
-scores are compared (gate, reports) only under one label.
+scores are compared (gate, reports) only under one label. The probes (`paft_probes`) always read the
+project's own data and have no profile, so their label names only the subset and the limit:
+`paft_probes`, `paft_probes-limit50`.
 """
 
 import hashlib
@@ -42,16 +44,36 @@ class Settings:
 
 
 def settings(spec: EvalSpec, suite: Suite) -> Settings:
-    """The suite's settings from the spec; the quick profile caps items, shots and generation length."""
-    quick = spec.profile == "quick"
+    """The suite's settings from the spec; the quick profile caps items, shots and generation length.
+
+    A project suite (the probes) reads the project's data whatever `source` says, has one profile (its
+    own: 0 shots, short generations) and runs every item up to `probe_limit`, clamped to its size.
+    """
+    quick = spec.profile == "quick" and not suite.project
+    chat = suite.chat_template == "always" or (suite.chat_template == "optional" and spec.chat_template)
+    limit = spec.probe_limit if suite.project else spec.limit or (suites.QUICK_LIMIT if quick else None)
+    if suite.project and limit is not None and limit >= max(offline.probe_items(suite).values()):
+        limit = None  # every item: the same label and cache as a run without a limit
     return Settings(
-        source=spec.source, profile=spec.profile,
-        limit=spec.limit or (suites.QUICK_LIMIT if quick else None),
-        max_shots=suites.QUICK_MAX_SHOTS if quick else None,
+        source="project" if suite.project else spec.source, profile="quick" if quick else "full",
+        limit=limit, max_shots=suites.QUICK_MAX_SHOTS if quick else None,
         max_gen_toks=spec.max_gen_toks or (suites.QUICK_MAX_GEN_TOKS if quick else None),
-        chat_template=spec.chat_template and suite.chat_template,
+        chat_template=chat,
         backend=spec.backend, batch_size=spec.batch_size, dtype=spec.dtype,
         bootstrap_iters=spec.bootstrap_iters, seed=spec.seed)
+
+
+def clamped(spec: EvalSpec, suite: Suite) -> str | None:
+    """The line saying a `probe_limit` above a probe's item count was clamped to it; None when it was not."""
+    if not suite.project or spec.probe_limit is None:
+        return None
+    sizes = offline.probe_items(suite)
+    over = {task: n for task, n in sizes.items() if spec.probe_limit > n}
+    if not over:
+        return None
+    counts = ", ".join(f"{n} in {task}" for task, n in over.items())
+    return (f"paft: evaluation.probe_limit {spec.probe_limit} is more than the items of {suite.name} "
+            f"({counts}): clamped, every item is scored")
 
 
 def label(suite: Suite, how: Settings) -> str:
@@ -92,15 +114,14 @@ def check_backend(spec: EvalSpec, target: Target) -> None:
 
 def run(suite: Suite, how: Settings, target: Target, spec: EvalSpec, log_samples: bool) -> dict:
     """Evaluate `target` on `suite` with lm-eval; return simple_evaluate's result dict."""
-    if how.source == "offline":  # datasets reads these at import: set before lm_eval imports it
+    if how.source != "hub":  # datasets reads these at import: set before lm_eval imports it
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    root = Path(lm_eval.__file__).parent / "tasks"
     # Only the suite's folders: indexing all of lm-eval's 14k task configs costs ~10 s.
-    manager = TaskManager(include_path=[str(root / d) for d in suite.task_dirs], include_defaults=False)
+    manager = TaskManager(include_path=include_paths(suite), include_defaults=False)
     device = spec.device or _default_device()
     if spec.threads:  # not in Settings: thread count does not change what is scored, only how fast
         import torch
@@ -115,6 +136,15 @@ def run(suite: Suite, how: Settings, target: Target, spec: EvalSpec, log_samples
         bootstrap_iters=how.bootstrap_iters, log_samples=log_samples,
         apply_chat_template=how.chat_template, fewshot_as_multiturn=how.chat_template,
         gen_kwargs={"max_gen_toks": how.max_gen_toks} if how.max_gen_toks else None, random_seed=how.seed)
+
+
+def include_paths(suite: Suite) -> list[str]:
+    """The folders lm-eval indexes for `suite`: lm-eval's own task folders, or the project's probes."""
+    if suite.project:
+        return [str(offline.PROBE_TASKS.parent / d) for d in suite.task_dirs]
+    import lm_eval
+
+    return [str(Path(lm_eval.__file__).parent / "tasks" / d) for d in suite.task_dirs]
 
 
 def write(results: dict, folder: Path, extra: dict) -> None:

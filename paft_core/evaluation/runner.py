@@ -1,10 +1,11 @@
-"""`paft eval`: score a model on the leaderboard suites, cached, with one MLflow run per call.
+"""`paft eval`: score a model on the suites (leaderboards, PAFT demo probes), cached, one MLflow run a call.
 
 Each suite's results live in a content-addressed stage folder, `.paft/stages/eval-<label>-<hash>/`,
-keyed by the model fingerprint, the suite definition and its settings, the data (hub, or the twins'
-content hash) and the lm-eval version: `stage.json`, `lm_eval/results.json` and `lm_eval/samples/`,
-then `complete.json` with the scores. A complete folder is reused, so an unchanged model is never
-evaluated twice; every call still logs its own `eval:<model>` run, so each pipeline run has its scores.
+keyed by the model fingerprint, the suite definition and its settings, the data (hub, or the content
+hash of the twins or probes, each file checked against its manifest first) and the lm-eval version:
+`stage.json`, `lm_eval/results.json` and `lm_eval/samples/`, then `complete.json` with the scores.
+A complete folder is reused, so an unchanged model is never evaluated twice; every call still logs its
+own `eval:<model>` run, so each pipeline run has its scores.
 The label (harness.label: suite, source, profile, subset, limit) names every key, so scores made under
 different settings never share one.
 """
@@ -22,7 +23,8 @@ from paft_core.errors import ConfigError
 from paft_core.evaluation import harness, hub, leaderboard, offline, suites
 from paft_core.evaluation.target import Target
 
-FLAGS = {"suites": "--suite", "profile": "--quick"}  # spec fields whose `paft eval` flag is named otherwise
+# spec fields whose `paft eval` flag is named otherwise
+FLAGS = {"suites": "--suite", "profile": "--quick", "probe_limit": "--probe-limit"}
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def plan(spec: EvalSpec, target: Target, out: Path | None = None) -> list[Plan]:
     for suite in suites.select(list(spec.suites), spec.benchmarks):
         how = harness.settings(spec, suite)
         label = harness.label(suite, how)
-        data = offline.fingerprint(suite) if how.source == "offline" else "hub"
+        data = "hub" if how.source == "hub" else offline.fingerprint(suite)  # checks every file read
         reads = {"model": target.fingerprint, "suite": asdict(suite), "settings": asdict(how), "data": data,
                  "lm_eval": version("lm_eval")}
         key = stage.identity("eval", reads)
@@ -62,15 +64,23 @@ def plan(spec: EvalSpec, target: Target, out: Path | None = None) -> list[Plan]:
     return plans
 
 
+def folders(spec: EvalSpec, target: Target, out: Path | None = None) -> dict[str, str]:
+    """Label → the stage folder holding `target`'s scores and per-item outputs under that label."""
+    return {p.label: str(p.folder) for p in plan(spec, target, out)}
+
+
 def evaluate(spec: PipelineRun, target: Target, out: Path | None = None,
              parent_run_id: str | None = None) -> dict[str, float]:
     """Score `target` on the spec's suites (cached), log one MLflow run; return its eval/* metrics."""
     ev = spec.evaluation
     plans = plan(ev, target, out)
     harness.check_backend(ev, target)
-    fresh = [p.suite for p in plans if not (p.folder / stage.DONE).is_file()]
-    if fresh and ev.source == "hub":  # before any folder is made: a failed check leaves nothing behind
+    fresh = [p.suite for p in plans if not (p.folder / stage.DONE).is_file() and p.how.source == "hub"]
+    if fresh:  # before any folder is made: a failed check leaves nothing behind
         hub.check(fresh)
+    for p in plans:
+        if note := harness.clamped(ev, p.suite):
+            print(note, flush=True)
     states = {p.label: stage.claim(p.folder, "eval", p.reads) for p in plans}
     cache = {f"paft.cache.{p.label}": "hit" if states[p.label] == "complete" else "miss" for p in plans}
     tags = {"paft.model": target.label, "paft.model_fingerprint": target.fingerprint,

@@ -1,8 +1,10 @@
-"""The two Open LLM Leaderboard suites, each defined once: benchmarks, lm-eval tasks, shots, metrics.
+"""The suites, each defined once: benchmarks, lm-eval tasks, shots, metrics.
 
 `open_llm_v1` is the six-benchmark suite the PAFT paper reports (Pentyala et al., 2024,
 arXiv 2406.17923); `open_llm_v2` is lm-eval's `leaderboard` group scored the way the leaderboard
 normalizes it (https://huggingface.co/docs/leaderboards/open_llm_leaderboard/normalization).
+`paft_probes` are the PAFT demo probes: project-made lm-eval tasks (YAML in probes/, data in
+data/probes/) measuring what each branch teaches; never leaderboard numbers.
 """
 
 from dataclasses import dataclass, replace
@@ -11,6 +13,7 @@ from typing import Literal
 from paft_core.errors import ConfigError
 
 Combine = Literal["single", "macro", "pooled"]
+ChatTemplate = Literal["never", "optional", "always"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class Benchmark:
     tasks: tuple[str, ...]
     shots: int
     metrics: tuple[str, ...]  # lm-eval result keys; several are averaged (IFEval's two strict accuracies)
-    dataset: str  # the hub dataset the tasks read
+    dataset: str  # the hub dataset the tasks read; a project suite's file in data/probes/
     combine: Combine = "single"
     baselines: tuple[float, ...] | None = None
     fewshot_split: str | None = None  # set where the leaderboard fixed it (the v1 train splits)
@@ -35,14 +38,19 @@ class Benchmark:
 
 @dataclass(frozen=True)
 class Suite:
-    """A leaderboard: its benchmarks, where lm-eval keeps their configs, and its prompt format."""
+    """A leaderboard or the project's probes: benchmarks, where their task configs are, prompt format."""
 
     name: str
+    title: str  # how reports name it, so probes are never read as leaderboard numbers
     benchmarks: tuple[Benchmark, ...]
-    task_dirs: tuple[str, ...]  # folders under lm_eval/tasks to index (indexing all 14k tasks costs ~10 s)
-    chat_template: bool  # whether the suite may apply the model's chat template (v1: never)
+    # Folders to index: under lm_eval/tasks (indexing all 14k tasks costs ~10 s), or, for a project
+    # suite, under paft_core/evaluation.
+    task_dirs: tuple[str, ...]
+    chat_template: ChatTemplate  # optional: evaluation.chat_template decides
     # Whether the model input starts with BOS; None follows the tokenizer (lm-eval 0.4.13's default).
     add_bos_token: bool | None = None
+    # The project's own tasks and data (the probes): no hub or twin source and no quick profile apply.
+    project: bool = False
 
     def benchmark(self, name: str) -> Benchmark:
         """The benchmark called `name`."""
@@ -79,6 +87,7 @@ GPQA_SUBSETS = ("diamond", "extended", "main")
 
 OPEN_LLM_V1 = Suite(
     name="open_llm_v1",
+    title="Open LLM Leaderboard v1",
     benchmarks=(
         Benchmark("arc", ("arc_challenge",), 25, ("acc_norm,none",), "allenai/ai2_arc",
                   fewshot_split="train"),
@@ -93,13 +102,14 @@ OPEN_LLM_V1 = Suite(
         Benchmark("gsm8k", ("gsm8k",), 5, ("exact_match,strict-match",), "openai/gsm8k"),
     ),
     task_dirs=("arc", "hellaswag", "mmlu/default", "truthfulqa", "winogrande", "gsm8k"),
-    chat_template=False,
+    chat_template="never",
     # The 2023 leaderboard harness (b281b09, hf-causal-experimental) encoded without special tokens, so
     # no BOS; lm-eval 0.4.13 follows the tokenizer, which gives Llama and Mistral one. Off, as it was.
     add_bos_token=False,
 )
 OPEN_LLM_V2 = Suite(
     name="open_llm_v2",
+    title="Open LLM Leaderboard v2",
     benchmarks=(
         Benchmark("ifeval", ("leaderboard_ifeval",), 0,
                   ("inst_level_strict_acc,none", "prompt_level_strict_acc,none"),
@@ -116,9 +126,24 @@ OPEN_LLM_V2 = Suite(
                   baselines=(0.1,)),
     ),
     task_dirs=("leaderboard",),
-    chat_template=True,
+    chat_template="optional",
 )
-SUITES = {suite.name: suite for suite in (OPEN_LLM_V1, OPEN_LLM_V2)}
+PAFT_PROBES = Suite(
+    name="paft_probes",
+    title="PAFT demo probes",
+    benchmarks=(
+        # The SFT branch's skill: the answer format it teaches (`#### N`), exact match of N.
+        Benchmark("sft_skill", ("paft_probe_sft",), 0, ("exact_match,strict-match",), "sft_skill.jsonl"),
+        # The preference branch's skill: the honest answer's log-likelihood above the made-up one's.
+        Benchmark("preference_skill", ("paft_probe_preference",), 0, ("acc,none",),
+                  "preference_skill.jsonl"),
+    ),
+    task_dirs=("probes",),
+    # The branches train on chat-formatted turns, so the probes ask in the same format.
+    chat_template="always",
+    project=True,
+)
+SUITES = {suite.name: suite for suite in (OPEN_LLM_V1, OPEN_LLM_V2, PAFT_PROBES)}
 
 
 def select(names: list[str], benchmarks: list[str] | None) -> list[Suite]:

@@ -7,21 +7,32 @@ from paft_core import variants
 from tests import tiny
 from tests.flows.test_paft_flow import FAST_EVAL, children, pipeline_runs
 
+# The probes beside two leaderboard twins, two items each: the fewest that give a paired standard error.
+EVAL = FAST_EVAL | {"suites": ["paft_probes", "open_llm_v1"], "limit": 2, "probe_limit": 2,
+                    "benchmarks": ["sft_skill", "preference_skill", *FAST_EVAL["benchmarks"]]}
+
 
 def test_the_comparison_scores_every_variant_reports_and_promotes(tiny_base, paft_home, prefect_server):
-    spec = tiny.spec(tiny_base, evaluation=FAST_EVAL, comparison={"enabled": True},
-                     sft__l1={"strength": 1e-3})
+    spec = tiny.spec(tiny_base, evaluation=EVAL, comparison={"enabled": True}, sft__l1={"strength": 1e-3})
     summary = compare_flow(spec)
     metrics = summary["metrics"]
-    assert {f"compare/{name}/average" for name in variants.ORDER} <= set(metrics)
+    assert {f"compare/{name}/average" for name in variants.ORDER} <= set(metrics)  # the probes' averages
     assert metrics["compare/alignment_tax"] == pytest.approx(
         metrics["compare/paft/average"] - metrics["compare/sequential/average"])
+    paired = {f"compare/paired/{name}_vs_base/{probe}{end}" for name in variants.ORDER[1:]
+              for probe in ("sft_skill", "preference_skill", "average") for end in ("", "_stderr")}
+    assert paired | {"compare/paired/paft_vs_sequential/average"} <= set(metrics)
+    tax = "compare/paired/paft_vs_sequential/average"
+    assert (metrics["compare/alignment_tax"], metrics["compare/alignment_tax_stderr"]) == (
+        metrics[tax], metrics[f"{tax}_stderr"])
     report = paft_home / "runs"
     (folder,) = [path for path in report.iterdir() if (path / "report").is_dir()]
     files = {path.name for path in (folder / "report").iterdir()}
-    assert {"report.md", "scores.png", "training_curves.png", "density-paft.png"} <= files
+    assert {"report.md", "scores.png", "alignment_tax.png", "training_curves.png", "density-paft.png"} \
+        <= files
     text = (folder / "report" / "report.md").read_text()
-    assert "Alignment tax" in text and "offline twins" in text and "sequential" in text
+    assert "Alignment tax on the PAFT demo probes" in text and "paired standard error" in text
+    assert "offline twins" in text and "sft-only" in text and " base on sft_skill" in text
     assert all(name in summary["console"] for name in variants.ORDER)
 
     client, _ = tiny.tracked_runs(paft_home)

@@ -30,6 +30,19 @@ def short_demo(folder: Path) -> Path:
     return config
 
 
+def assert_probes_and_paired_figures(text: str) -> None:
+    """The report shows the probes, each variant against base on each probe (paired), the tax, the twins."""
+    assert "## PAFT demo probes (`paft_probes" in text and "not leaderboard numbers" in text
+    assert "Alignment tax on the PAFT demo probes" in text and "paired standard error" in text
+    lines = text.splitlines()
+    for name in variants.ORDER[1:]:  # whatever the sign: beats, trails or ties
+        assert f"| {name} − base |" in text
+        for probe in ("sft_skill", "preference_skill"):
+            assert any(line.startswith(f"- {name} ") and f" base on {probe}" in line and "paired SE" in line
+                       for line in lines), (name, probe)
+    assert "| paft − sequential |" in text and "## Open LLM Leaderboard v1" in text
+
+
 @pytest.mark.slow
 def test_the_demo_config_runs_the_whole_comparison_on_smollm2(paft_home, tmp_path, prefect_server):
     from prefect.settings import PREFECT_API_URL
@@ -39,7 +52,9 @@ def test_the_demo_config_runs_the_whole_comparison_on_smollm2(paft_home, tmp_pat
                            env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=2400)
     assert shown.returncode == 0, shown.stdout[-3000:] + shown.stderr[-3000:]
     console = shown.stdout + shown.stderr
-    assert all(name in console for name in variants.ORDER) and "standard error at most" in console
+    assert all(name in console for name in variants.ORDER)
+    assert "PAFT demo probes" in console and "sft-only" in console and " base on sft_skill" in console
+    assert "paired SE" in console and "Alignment tax on the PAFT demo probes" in console
     assert "paft ui" in console and "paft serve" in console
     assert re.search(r"paft train: 1/2 \[\d\d:\d\d<\d\d:\d\d", console)  # step counter, elapsed<ETA
 
@@ -51,13 +66,17 @@ def test_the_demo_config_runs_the_whole_comparison_on_smollm2(paft_home, tmp_pat
         losses = [entry["loss"] for entry in json.loads(state.read_text())["log_history"] if "loss" in entry]
         assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
     (report,) = (paft_home / "runs").glob("*/report/report.md")
-    assert "Alignment tax" in report.read_text() and (report.parent / "scores.png").is_file()
+    assert_probes_and_paired_figures(report.read_text())
+    assert (report.parent / "scores.png").is_file() and (report.parent / "alignment_tax.png").is_file()
 
     client = MlflowClient(f"sqlite:///{paft_home / 'mlflow.db'}")
     (parent,) = client.search_runs([client.get_experiment_by_name("paft-demo").experiment_id],
                                    "tags.`paft.stage` = 'pipeline'")
     assert parent.info.status == "FINISHED"
     assert {f"compare/{name}/average" for name in variants.ORDER} <= set(parent.data.metrics)
-    assert parent.data.metrics["compare/alignment_tax_stderr"] >= 0  # the demo's scores carry their stderr
+    assert parent.data.metrics["compare/alignment_tax_stderr"] >= 0  # paired, from per-item outcomes
+    paired = {f"compare/paired/{name}_vs_base/{probe}{end}" for name in variants.ORDER[1:]
+              for probe in ("sft_skill", "preference_skill", "average") for end in ("", "_stderr")}
+    assert paired | {"compare/paired/paft_vs_sequential/average_stderr"} <= set(parent.data.metrics)
     assert int(client.get_model_version_by_alias("demo", "candidate").version) == 1
     assert int(client.get_model_version_by_alias("demo", "champion").version) == 1  # the first candidate

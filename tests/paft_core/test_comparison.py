@@ -1,6 +1,8 @@
-"""The comparison's alignment tax: its sign, its standard error and when it is only noise."""
+"""The comparison's alignment tax and paired figures: sign, standard error, noise, report and plot."""
 
+import json
 import math
+import statistics
 
 import pytest
 
@@ -45,3 +47,94 @@ def test_the_report_is_written_with_or_without_standard_errors(tmp_path, stderr)
     made = comparison.write(tmp_path, results, {}, {}, {"promote": True, "version": 1, "reason": "first"})
     assert (tmp_path / "scores.png").is_file() and made["alignment_tax"] == pytest.approx(1.0)
     assert ("standard error at most" in made["markdown"]) == (stderr is not None)
+
+
+PROBES = "paft_probes"
+V1 = "open_llm_v1-offline-quick-sub-arc-limit2"
+# per-item outcomes on the probes: sft_skill (6 items), preference_skill (6 items)
+OUTCOMES = {
+    "base": ([0, 0, 0, 1, 0, 0], [1, 0, 0, 1, 0, 1]),
+    "sft-only": ([1, 1, 0, 1, 1, 1], [1, 0, 0, 1, 0, 0]),
+    "sequential": ([1, 0, 0, 1, 1, 0], [1, 1, 1, 1, 0, 1]),
+    "paft": ([1, 1, 0, 1, 1, 0], [1, 1, 1, 1, 1, 1]),
+}
+
+
+def mean_and_stderr(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def probe_run(folder, sft: list[int], pref: list[int]) -> dict[str, float]:
+    """One variant's probe samples in `folder` as lm-eval leaves them, and its eval metrics."""
+    (folder / "lm_eval" / "samples").mkdir(parents=True)
+    for task, kept, metric, outcomes in (("paft_probe_sft", "strict-match", "exact_match", sft),
+                                         ("paft_probe_preference", "none", "acc", pref)):
+        rows = [{"doc_id": i, "filter": kept, metric: float(x)} for i, x in enumerate(outcomes)]
+        lines = "".join(json.dumps(row) + "\n" for row in rows)
+        (folder / "lm_eval" / "samples" / f"{task}.jsonl").write_text(lines)
+    sft_score, pref_score = (mean_and_stderr([100.0 * x for x in o]) for o in (sft, pref))
+    metrics = {f"eval/{PROBES}/sft_skill": sft_score[0], f"eval/{PROBES}/sft_skill_stderr": sft_score[1],
+               f"eval/{PROBES}/preference_skill": pref_score[0],
+               f"eval/{PROBES}/preference_skill_stderr": pref_score[1],
+               f"eval/{PROBES}/average": (sft_score[0] + pref_score[0]) / 2}
+    return metrics | {f"eval/{V1}/arc": 50.0, f"eval/{V1}/average": 50.0, f"eval/{V1}/average_stderr": 5.0}
+
+
+def paired_direct(first: list[int], second: list[int]) -> tuple[float, float]:
+    return mean_and_stderr([100.0 * (b - a) for a, b in zip(first, second, strict=True)])
+
+
+@pytest.fixture
+def probe_report(tmp_path):
+    results = {name: probe_run(tmp_path / name, *outcomes) for name, outcomes in OUTCOMES.items()}
+    evals = {name: {PROBES: str(tmp_path / name)} for name in OUTCOMES}  # no per-item outputs for v1
+    decision = {"promote": False, "version": 2, "reason": "kept"}
+    return tmp_path, comparison.write(tmp_path / "report", results, {}, {}, decision, evals=evals)
+
+
+def test_paired_figures_against_base_and_the_tax_match_a_direct_computation(probe_report):
+    _, made = probe_report
+    metrics = made["metrics"]
+    for variant in ("sft-only", "sequential", "paft"):
+        for index, name in enumerate(("sft_skill", "preference_skill")):
+            value, stderr = paired_direct(OUTCOMES["base"][index], OUTCOMES[variant][index])
+            key = f"compare/paired/{variant}_vs_base/{name}"
+            assert (metrics[key], metrics[f"{key}_stderr"]) == pytest.approx((value, stderr))
+    taxes = [paired_direct(OUTCOMES["sequential"][i], OUTCOMES["paft"][i]) for i in range(2)]
+    assert metrics["compare/alignment_tax"] == pytest.approx((taxes[0][0] + taxes[1][0]) / 2)
+    assert metrics["compare/alignment_tax_stderr"] == pytest.approx(math.hypot(taxes[0][1], taxes[1][1]) / 2)
+    assert metrics["compare/paired/paft_vs_sequential/average"] == pytest.approx(
+        metrics["compare/alignment_tax"])
+    assert made["suite"] == PROBES and metrics["compare/paft/average"] == pytest.approx(
+        (200 / 3 + 100) / 2)
+
+
+def test_the_report_shows_the_probes_the_paired_lines_and_the_alignment_tax_plot(probe_report):
+    tmp_path, made = probe_report
+    text = (tmp_path / "report" / "report.md").read_text()
+    value, stderr = paired_direct(OUTCOMES["base"][0], OUTCOMES["sft-only"][0])
+    line = (f"sft-only beats base on sft_skill by {value:+.2f} (paired SE {stderr:.2f}, "
+            f"{value / stderr:.1f} SEs; 6 items)")
+    assert f"- {line}" in text and line in made["console"]
+    assert "## PAFT demo probes (`paft_probes`)" in text and "not leaderboard numbers" in text
+    assert "Alignment tax on the PAFT demo probes" in text and "paired standard error" in text
+    assert "paft − sequential" in text  # the paired table's row
+    # the leaderboard twins beside them, without per-item outputs here: the tax's bound, said as such
+    assert f"## Open LLM Leaderboard v1 (`{V1}`)" in text and "offline twins" in text
+    assert "standard error at most" in text
+    assert text.index("PAFT demo probes") < text.index("Open LLM Leaderboard v1")
+    assert (tmp_path / "report" / "alignment_tax.png").is_file() and "![alignment_tax]" in text
+    assert (tmp_path / "report" / "scores.png").is_file()
+
+
+def test_a_report_without_the_probes_has_no_alignment_tax_plot(tmp_path):
+    results = {"sequential": scored(60.0, 1.0), "paft": scored(61.0, 1.0)}
+    comparison.write(tmp_path, results, {}, {}, {"promote": True, "version": 1, "reason": "first"})
+    assert not (tmp_path / "alignment_tax.png").exists()
+
+
+def test_the_gate_reads_a_leaderboard_label_and_the_report_the_probes_first(tmp_path):
+    metrics = probe_run(tmp_path, *OUTCOMES["paft"])
+    assert comparison.labels(metrics) == [PROBES, V1]
+    assert comparison.scores(metrics) == (V1, {"arc": 50.0, "average": 50.0})  # never the probes
+    assert comparison.scores(metrics, PROBES)[0] == PROBES

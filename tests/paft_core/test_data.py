@@ -26,13 +26,33 @@ def test_demo_data_has_gsm8k_answers_and_preference_pairs():
     assert all(row["chosen"] != row["rejected"] for row in pref.dataset)
 
 
-def test_demo_data_is_what_the_generator_makes(tmp_path):
+def generator():
+    """data/generate.py as a module."""
     found = importlib.util.spec_from_file_location("generate", paths.PROJECT_ROOT / "data" / "generate.py")
-    generate = importlib.util.module_from_spec(found)
-    found.loader.exec_module(generate)
-    generate.main(tmp_path)
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
+    return module
+
+
+def test_demo_data_and_probes_are_what_the_generator_makes(tmp_path):
+    generator().main(tmp_path, tmp_path / "probes")
     for name in ("sft.jsonl", "preference.jsonl"):
         assert (tmp_path / name).read_bytes() == (paths.DEMO_DATA / name).read_bytes()
+    for name in ("sft_skill.jsonl", "preference_skill.jsonl"):
+        committed = paths.PROJECT_ROOT / "data" / "probes" / name
+        assert (tmp_path / "probes" / name).read_bytes() == committed.read_bytes()
+
+
+def test_probes_share_no_question_and_no_person_with_training():
+    taught = [row["prompt"][0]["content"] for kind in ("sft", "preference")
+              for row in data.load(DataSpec(source="demo"), kind).dataset]
+    for name in ("sft_skill.jsonl", "preference_skill.jsonl"):
+        path = paths.PROJECT_ROOT / "data" / "probes" / name
+        questions = [json.loads(line)["question"] for line in path.read_text().splitlines()]
+        assert len(questions) >= 200 and len(set(questions)) == len(questions)
+        assert not set(questions) & set(taught)
+        words = {word.removesuffix("'s") for question in questions for word in question.split()}
+        assert not words & set(generator().NAMES)  # the people of the training data never appear
 
 
 def test_fingerprint_follows_content_and_limit(tmp_path):

@@ -54,4 +54,5 @@ def test_the_demo_runs_the_whole_comparison_on_the_offline_quick_suite():
     demo = load_config(PROJECT_ROOT / "configs" / "pipeline" / "demo.yaml")
     assert variants.names(demo) == list(variants.ORDER)
     assert demo.evaluation.source == "offline" and demo.evaluation.profile == "quick"
-    assert demo.evaluation.suites == ["open_llm_v1"] and demo.evaluation.limit
+    assert demo.evaluation.suites == ["paft_probes", "open_llm_v1"] and demo.evaluation.limit
+    assert {"sft_skill", "preference_skill"} <= set(demo.evaluation.benchmarks)

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from paft_core import cli
-from paft_core.evaluation import harness, hub
+from paft_core.errors import DataError
+from paft_core.evaluation import harness, hub, offline
 from tests import tiny
 
 
@@ -26,7 +27,7 @@ def paft_eval(tmp_path, capsys, spec, *flags) -> str:
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--suite", "open_llm_v3"], "--suite: Input should be 'open_llm_v1' or 'open_llm_v2'"),
+    (["--suite", "open_llm_v3"], "--suite: Input should be 'open_llm_v1', 'open_llm_v2' or 'paft_probes'"),
     (["--benchmarks", "arc,nope"], "paft eval: unknown benchmark 'nope' for suites open_llm_v1; "
                                    "valid: arc, hellaswag, mmlu, truthfulqa_mc2, winogrande, gsm8k"),
     (["--limit", "0"], "--limit: Input should be greater than 0"),
@@ -88,3 +89,58 @@ def test_model_folder_without_weights_or_tokenizer(tiny_base, tmp_path, capsys, 
 def test_adapter_folder_that_is_not_an_adapter(tiny_base, tmp_path, capsys, no_model_work):
     line = paft_eval(tmp_path, capsys, tiny.spec(tiny_base), "--adapter", str(tiny_base))
     assert line == f"--adapter: {tiny_base} is not a PEFT adapter folder (no adapter_config.json)"
+
+
+@pytest.fixture
+def probe_copy(tmp_path, monkeypatch):
+    """The probes and their manifest, copied where a test may break them."""
+    copy = shutil.copytree(offline.PROBES, tmp_path / "probes")
+    monkeypatch.setattr(offline, "PROBES", copy)
+    return copy
+
+
+def test_an_edited_probe_file_is_named_before_any_model_loads(tiny_base, tmp_path, capsys, paft_home,
+                                                              no_model_work, probe_copy):
+    edited = probe_copy / "sft_skill.jsonl"
+    edited.write_text(edited.read_text().replace('"answer": "15"', '"answer": "16"', 1))
+    message = paft_eval(tmp_path, capsys, tiny.spec(tiny_base), "--suite", "paft_probes")
+    assert message.startswith(f"{edited}: edited since {probe_copy / 'SHA256SUMS'} was written (sha256 ")
+    assert message.endswith("python -m paft_core.evaluation.offline")
+    assert not (paft_home / "stages").exists()
+
+
+def test_a_missing_probe_file_is_named(tiny_base, tmp_path, capsys, paft_home, no_model_work, probe_copy):
+    (probe_copy / "preference_skill.jsonl").unlink()
+    message = paft_eval(tmp_path, capsys, tiny.spec(tiny_base), "--suite", "paft_probes")
+    missing = probe_copy / "preference_skill.jsonl"
+    assert message == f"{missing}: missing; regenerate it with: python data/generate.py"
+
+
+def test_an_edited_twin_is_named(tiny_base, tmp_path, capsys, paft_home, no_model_work, monkeypatch):
+    twins = tmp_path / "eval"
+    shutil.copytree(offline.DATA / "gsm8k", twins / "gsm8k")
+    shutil.copy(offline.DATA / "SHA256SUMS", twins)
+    monkeypatch.setattr(offline, "DATA", twins)
+    with (twins / "gsm8k" / "test.jsonl").open("a") as handle:
+        handle.write('{"question": "1+1?", "answer": "#### 2"}\n')
+    flags = ["--source", "offline", "--benchmarks", "gsm8k"]
+    message = paft_eval(tmp_path, capsys, tiny.spec(tiny_base), *flags)
+    assert message.startswith(f"{twins / 'gsm8k' / 'test.jsonl'}: edited since {twins / 'SHA256SUMS'}")
+
+
+def test_a_limit_above_the_probes_is_clamped_and_said_once(tiny_base, tmp_path, capsys, paft_home,
+                                                           monkeypatch):
+    seen = []
+
+    def stop(suite, how, *args):
+        seen.append(how.limit)
+        raise DataError("stopped before lm-eval")
+
+    monkeypatch.setattr(harness, "run", stop)
+    config = tmp_path / "spec.yaml"
+    config.write_text(yaml.safe_dump(tiny.spec(tiny_base).model_dump(mode="json", by_alias=True)))
+    assert cli.main(["eval", str(config), "--suite", "paft_probes", "--probe-limit", "500"]) == 2
+    said = [line for line in capsys.readouterr().out.splitlines() if "clamped" in line]
+    assert said == ["paft: evaluation.probe_limit 500 is more than the items of paft_probes (200 in "
+                    "paft_probe_sft, 200 in paft_probe_preference): clamped, every item is scored"]
+    assert seen == [None]  # every item, under the label `paft_probes`

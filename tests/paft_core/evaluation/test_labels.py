@@ -33,6 +33,28 @@ def test_label_names_source_profile_subset_and_limit(evaluation, expected):
     assert label_of(**evaluation) == expected
 
 
+@pytest.mark.parametrize("evaluation, expected", [
+    ({}, "paft_probes"),
+    ({"source": "offline", "profile": "quick"}, "paft_probes"),  # project data, one profile: neither applies
+    ({"source": "offline", "profile": "quick", "probe_limit": 10}, "paft_probes-limit10"),
+    ({"limit": 10}, "paft_probes"),  # the leaderboards' limit is not the probes'
+    ({"probe_limit": 200}, "paft_probes"),  # every item: the label (and cache) of a run without a limit
+    ({"probe_limit": 500}, "paft_probes"),  # more than the 200 items: clamped to every item
+    ({"benchmarks": ["sft_skill"], "probe_limit": 50}, "paft_probes-sub-sft_skill-limit50"),
+])
+def test_probe_labels_name_only_subset_and_limit(evaluation, expected):
+    assert label_of("paft_probes", **evaluation) == expected
+
+
+def test_probes_always_use_the_chat_template_and_read_the_project_data():
+    spec = EvalSpec(suites=["paft_probes"], source="hub", profile="quick")
+    how = harness.settings(spec, suites.PAFT_PROBES)
+    assert (how.chat_template, how.source, how.profile, how.max_shots, how.max_gen_toks) == (
+        True, "project", "full", None, None)  # the probe YAML's own 48 tokens
+    v1 = harness.settings(EvalSpec(), suites.OPEN_LLM_V1)
+    assert not v1.chat_template
+
+
 def test_every_setting_gets_its_own_label():
     variants = [{}, {"limit": 10}, {"limit": 11}, {"benchmarks": ["arc"]}, {"benchmarks": ["gsm8k"]},
                 {"source": "offline"}, {"profile": "quick"}, {"profile": "quick", "limit": 10}]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from paft_core import paths
+from paft_core import files, paths
 from paft_core.evaluation import offline, suites
 
 
@@ -26,7 +26,7 @@ def test_generator_reproduces_the_committed_twins(tmp_path):
 
 
 def test_every_suite_task_has_a_twin_in_its_upstream_shape():
-    tasks = [t for s in suites.SUITES.values() for b in s.benchmarks for t in b.tasks]
+    tasks = [t for s in suites.SUITES.values() if not s.project for b in s.benchmarks for t in b.tasks]
     assert all(offline.data_files(t) for t in tasks)
     row = json.loads(open(offline.data_files("arc_challenge")["test"]).readline())
     assert set(row) == {"id", "question", "choices", "answerKey"} and set(row["choices"]) == {"text", "label"}
@@ -100,3 +100,27 @@ def test_mmlu_test_items_are_distinct_and_none_is_in_dev():
         keys = [(row["question"], row["choices"][row["answer"]]) for row in twin(f"mmlu_{subject}", "test")]
         dev = {(row["question"], row["choices"][row["answer"]]) for row in twin(f"mmlu_{subject}", "dev")}
         assert len(set(keys)) == len(keys) == 3 and not set(keys) & dev, subject
+
+
+@pytest.mark.parametrize("folder", [offline.DATA, offline.PROBES], ids=["twins", "probes"])
+def test_the_committed_manifests_match_the_files(folder):
+    listed = offline.manifest(folder)
+    found = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*.jsonl")}
+    assert set(listed) == set(found), "rewrite the manifests: python -m paft_core.evaluation.offline"
+    assert all(offline.verified(found[name]) == digest for name, digest in listed.items())
+
+
+def test_manifest_round_trip(tmp_path):
+    (tmp_path / "task").mkdir()
+    (tmp_path / "task" / "test.jsonl").write_text('{"a": 1}\n')
+    written = offline.write_manifest(tmp_path)
+    assert written.read_text().endswith("  task/test.jsonl\n")
+    assert offline.manifest(tmp_path) == {"task/test.jsonl": files.sha256(tmp_path / "task" / "test.jsonl")}
+
+
+def test_probe_group_points_the_project_tasks_at_the_absolute_data_files():
+    members = offline.group(suites.PAFT_PROBES, "project")["task"]
+    assert [m["task"] for m in members] == ["paft_probe_sft", "paft_probe_preference"]
+    files_read = [m["dataset_kwargs"]["data_files"]["test"] for m in members]
+    assert files_read == [str(offline.PROBES / f"{name}.jsonl") for name in ("sft_skill", "preference_skill")]
+    assert all(m["num_fewshot"] == 0 for m in members)

@@ -1,4 +1,4 @@
-"""Offline runs of both suites on the tiny random Llama: every benchmark, the average, MLflow, the cache."""
+"""Offline runs of every suite on the tiny random Llama: every benchmark, the average, MLflow, the cache."""
 
 import json
 from pathlib import Path
@@ -10,6 +10,7 @@ from tests import tiny
 
 FAST = {"source": "offline", "profile": "quick", "limit": 1, "max_gen_toks": 8, "bootstrap_iters": 0}
 V1, V2 = "open_llm_v1-offline-quick-limit1", "open_llm_v2-offline-quick-limit1"  # FAST's labels
+LABELS = {"open_llm_v1": V1, "open_llm_v2": V2, "paft_probes": "paft_probes-limit1"}  # probes: no source
 
 
 def eval_spec(tiny_base, **evaluation):
@@ -18,12 +19,12 @@ def eval_spec(tiny_base, **evaluation):
 
 @pytest.fixture(scope="module")
 def scored(tiny_base, tmp_path_factory):
-    """Both suites evaluated once on the tiny base in a fresh PAFT_HOME: (home, spec, metrics)."""
+    """Every suite evaluated once on the tiny base in a fresh PAFT_HOME: (home, spec, metrics)."""
     home = tmp_path_factory.mktemp("eval-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PAFT_HOME", str(home))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)  # an earlier stage in this process may have set it
-        spec = eval_spec(tiny_base, suites=["open_llm_v1", "open_llm_v2"])
+        spec = eval_spec(tiny_base, suites=list(suites.SUITES))
         metrics = runner.evaluate(spec, target.base(spec.model))
     return home, spec, metrics
 
@@ -31,7 +32,7 @@ def scored(tiny_base, tmp_path_factory):
 @pytest.mark.parametrize("suite", suites.SUITES.values(), ids=lambda s: s.name)
 def test_offline_run_scores_every_benchmark_and_the_average(scored, suite):
     _, _, metrics = scored
-    label = f"{suite.name}-offline-quick-limit1"  # offline, quick and limit say so in every key
+    label = LABELS[suite.name]  # offline, quick and limit say so in every key
     names = [b.name for b in suite.benchmarks] + ["average"]
     assert all(0.0 <= metrics[f"eval/{label}/{name}"] <= 100.0 for name in names)
     assert {key.split("/")[2] for key in metrics if key.startswith(f"eval/{label}/")} >= set(names)
@@ -49,7 +50,7 @@ def test_the_mlflow_run_holds_scores_params_table_and_lm_eval_outputs(scored):
     assert params["paft.eval.lm_eval_version"] == "0.4.13" and params["paft.evaluation.source"] == "offline"
     assert run.data.tags[f"paft.cache.{V1}"] == "miss"
     table = json.loads(Path(client.download_artifacts(run.info.run_id, "eval/scores.json")).read_text())
-    assert {row[0] for row in table["data"]} == {V1, V2}
+    assert {row[0] for row in table["data"]} == set(LABELS.values())
     outputs = [a.path for a in client.list_artifacts(run.info.run_id, f"lm_eval/{V1}")]
     assert f"lm_eval/{V1}/results.json" in outputs
     samples = client.list_artifacts(run.info.run_id, f"lm_eval/{V1}/samples")

@@ -1,11 +1,10 @@
-"""The v1 and v2 suites match the leaderboards' settings, and every task they name exists in lm-eval."""
-
-from pathlib import Path
+"""The v1 and v2 suites match the leaderboards' settings, the probes are project tasks, and every task a
+suite names loads in lm-eval's TaskManager."""
 
 import pytest
 
 from paft_core.errors import ConfigError
-from paft_core.evaluation import suites
+from paft_core.evaluation import harness, offline, suites
 
 # Written from the leaderboards' own documentation, independently of suites.py:
 # benchmark: (lm-eval task or task prefix, task count, shots, metric, how subtasks combine, random baselines)
@@ -46,7 +45,7 @@ def test_suite_matches_the_leaderboard(suite, table):
 
 
 def test_v1_is_raw_without_chat_template_and_v2_normalizes_bbh_per_subtask():
-    assert not suites.OPEN_LLM_V1.chat_template and suites.OPEN_LLM_V2.chat_template
+    assert (suites.OPEN_LLM_V1.chat_template, suites.OPEN_LLM_V2.chat_template) == ("never", "optional")
     bbh = suites.OPEN_LLM_V2.benchmark("bbh")
     lows = dict(zip((t.removeprefix("leaderboard_bbh_") for t in bbh.tasks), bbh.baselines, strict=True))
     assert {k: lows[k] for k in BBH_BASELINES} == pytest.approx(BBH_BASELINES)
@@ -56,13 +55,25 @@ def test_v1_is_raw_without_chat_template_and_v2_normalizes_bbh_per_subtask():
 
 @pytest.mark.parametrize("suite", suites.SUITES.values(), ids=lambda s: s.name)
 def test_every_task_is_an_lm_eval_task(suite):
-    import lm_eval
     from lm_eval.tasks import TaskManager
 
-    root = Path(lm_eval.__file__).parent / "tasks"
-    manager = TaskManager(include_path=[str(root / d) for d in suite.task_dirs], include_defaults=False)
+    manager = TaskManager(include_path=harness.include_paths(suite), include_defaults=False)
     known = manager.all_tasks
     assert [t for b in suite.benchmarks for t in b.tasks if t not in known] == []
+
+
+def test_the_probes_are_project_yaml_tasks_with_their_metrics_on_200_items_each():
+    from lm_eval.tasks import TaskManager
+
+    probes = suites.PAFT_PROBES
+    assert (probes.title, probes.project, probes.chat_template) == ("PAFT demo probes", True, "always")
+    assert [(b.name, b.shots, b.metrics) for b in probes.benchmarks] == [
+        ("sft_skill", 0, ("exact_match,strict-match",)), ("preference_skill", 0, ("acc,none",))]
+    manager = TaskManager(include_path=harness.include_paths(probes), include_defaults=False)
+    entries = [manager.task_index[t] for t in ("paft_probe_sft", "paft_probe_preference")]
+    assert all(entry.yaml_path.parent == offline.PROBE_TASKS for entry in entries)  # the project's own
+    assert [entry.cfg["output_type"] for entry in entries] == ["generate_until", "multiple_choice"]
+    assert offline.probe_items(probes) == {"paft_probe_sft": 200, "paft_probe_preference": 200}
 
 
 def test_select_cuts_suites_to_benchmarks():
@@ -72,7 +83,7 @@ def test_select_cuts_suites_to_benchmarks():
 
 
 @pytest.mark.parametrize("names, benchmarks, message", [
-    (["open_llm_v3"], None, "unknown suite 'open_llm_v3'; valid: open_llm_v1, open_llm_v2"),
+    (["open_llm_v3"], None, "unknown suite 'open_llm_v3'; valid: open_llm_v1, open_llm_v2, paft_probes"),
     (["open_llm_v1"], ["bbh"], "unknown benchmark 'bbh' for suites open_llm_v1; valid: arc, hellaswag, mmlu, "
                                "truthfulqa_mc2, winogrande, gsm8k"),
 ])
