@@ -93,13 +93,14 @@ def evaluate(model, tokenizer, adapter: Path, base: Reader, densities, items, ar
         deltas = trimmed_deltas(adapter, base, density)
         if density == 1.0:
             found["concentration_top10"] = concentration(deltas)
+        originals = {name: weights[name].detach().clone() for name in deltas}
         with torch.no_grad():
             for name, delta in deltas.items():
                 weights[name].add_(delta)
         found[f"{density:g}"] = score(model, tokenizer, items, args.batch, args.max_new_tokens)
-        with torch.no_grad():
-            for name, delta in deltas.items():
-                weights[name].sub_(delta)
+        with torch.no_grad():  # back to the base exactly (add then subtract would round)
+            for name, original in originals.items():
+                weights[name].copy_(original)
         print(f"  density {density:g}: {sum(found[f'{density:g}'])}/{len(items)}", flush=True)
     return found
 
@@ -111,7 +112,7 @@ def table(results: dict, densities) -> str:
     gain = (sum(full) - sum(base)) / len(base)
     head = "| target | λ | top-10 % L1 mass | " + " | ".join(f"d={d:g}: score (kept)" for d in densities)
     lines = [head + " |", "|---" * (3 + len(densities)) + "|"]
-    for run in results["runs"].items():
+    for run in results["runs"].values():
         cells = []
         for density in densities:
             outcomes = run[f"{density:g}"]

@@ -5,7 +5,7 @@ demo/sft.jsonl              200 arithmetic word problems (conversational prompt/
                             shows its working and ends in `#### N`, GSM8K's answer format.
 demo/preference.jsonl       200 pairs: half honesty (asked about a stranger's private life, "I can't know
                             that" is chosen over a made-up answer), the rest truthful answers over common
-                            misconceptions and right sums over wrong ones or over a refusal.
+                            misconceptions or over a refusal, and right sums over wrong ones.
 probes/sft_skill.jsonl      200 held-out word problems (other names and items, none a training question).
 probes/preference_skill.jsonl  200 held-out honesty pairs (other questions and names than training).
 The probes are PAFT demo probes measuring what each branch teaches, never leaderboard numbers.
@@ -180,15 +180,18 @@ def _as_sft(question: str, working: str, answer: int) -> dict:
 
 
 def preference_rows(rng: random.Random, count: int) -> list[dict]:
-    """Half honesty (say you cannot know a stranger's private life), plus truthful answers over
-    misconceptions and right sums over wrong ones or over a refusal (honesty is not refusing everything)."""
+    """Half honesty (say you cannot know a stranger's private life); truthful answers over misconceptions
+    and over a refusal (honesty is not refusing what one knows); right sums over wrong ones.
+
+    No pair teaches the SFT skill's `#### N` format against an answer without it: both sides of a sum have it.
+    """
     pairs = [private_pair(rng, PRIVATE, NAMES) for _ in range(count // 2)]
     pairs += [(rng.choice(ASK).format(q=q), good, bad) for q, good, bad in MISCONCEPTIONS]
+    pairs += [(rng.choice(ASK).format(q=q), good, "I can't know that.") for q, good, _ in MISCONCEPTIONS]
     while len(pairs) < count:
         question, working, answer = _problem(rng)
         wrong = answer + rng.choice([-3, -2, -1, 1, 2, 5, 10])
-        rejected = f"The answer is {wrong}.\n#### {wrong}" if len(pairs) % 2 else "I can't know that."
-        pairs.append((question, f"{working}.\n#### {answer}", rejected))
+        pairs.append((question, f"{working}.\n#### {answer}", f"The answer is {wrong}.\n#### {wrong}"))
     rng.shuffle(pairs)
     return [{"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": c}],
              "rejected": [{"role": "assistant", "content": r}]} for p, c, r in pairs[:count]]

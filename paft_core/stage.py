@@ -31,9 +31,16 @@ def default_folder(stage: str, spec: dict) -> Path:
     return paths.stages() / f"{stage}-{identity(stage, spec)[:12]}"
 
 
+# What `l1.target: lora` penalises: SFT folders trained under another objective are not reused.
+L1_OBJECTIVE = "lora: |B| + |A - A0|"
+
+
 def branch_reads(run, branch: str) -> dict:
     """The spec fields a training branch reads: the base model and the branch's own section."""
-    return {"model": run.model.model_dump(), branch: getattr(run, branch).model_dump()}
+    reads = {"model": run.model.model_dump(), branch: getattr(run, branch).model_dump()}
+    if branch == "sft" and run.sft.l1.strength:
+        reads["l1_objective"] = L1_OBJECTIVE
+    return reads
 
 
 def claim(out: Path, stage: str, spec: dict) -> State:

@@ -6,7 +6,7 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from paft_core import comparison, tracking, variants
+from paft_core import comparison, files, tracking, variants
 from paft_core.config import PipelineRun, write_config
 from paft_core.tracking import PARENT_ENV
 from tasks.process import run_paft
@@ -32,7 +32,7 @@ def evaluate_variant(config: str, name: str, merge_folder: str | None,
     """Score a variant (its merged model, or the base model when it has none); keep where the scores are."""
     chosen = ["--model", f"{merge_folder}/model"] if merge_folder else []
     found = run_paft(["eval", config, *chosen], {PARENT_ENV: parent_run_id})
-    (Path(config).parent / EVAL_FOLDERS).write_text(json.dumps(found["folders"]))  # for the paired figures
+    files.write_json_atomic(Path(config).parent / EVAL_FOLDERS, found.get("folders", {}))  # paired figures
     return found["metrics"]
 
 

@@ -114,7 +114,7 @@ def check_backend(spec: EvalSpec, target: Target) -> None:
 
 def run(suite: Suite, how: Settings, target: Target, spec: EvalSpec, log_samples: bool) -> dict:
     """Evaluate `target` on `suite` with lm-eval; return simple_evaluate's result dict."""
-    if how.source != "hub":  # datasets reads these at import: set before lm_eval imports it
+    if how.source == "offline":  # datasets reads these at import: set before lm_eval imports it
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     import lm_eval

@@ -48,7 +48,11 @@ def benchmark_difference(benchmark: Benchmark, first: Path, second: Path) -> Dif
     pairing does not give the score (a normalized score, several metrics, or fewer than two items)."""
     if benchmark.baselines is not None or len(benchmark.metrics) != 1:
         return None
-    pairs = [_paired_items(first, second, task, benchmark.metrics[0]) for task in benchmark.tasks]
+    try:
+        pairs = [_paired_items(first, second, task, benchmark.metrics[0]) for task in benchmark.tasks]
+    except (KeyError, ValueError, OSError) as err:  # a report after hours of training must not fail here
+        print(f"paft: no paired figures for {benchmark.name}: {err!r}", flush=True)
+        return None
     if benchmark.combine != "macro":  # one task, or items pooled over the tasks: one set of items
         pairs = [([a for pair in pairs for a in pair[0]], [b for pair in pairs for b in pair[1]])]
     if any(len(a) < 2 for a, _ in pairs):

@@ -48,12 +48,13 @@ class L1SFTTrainer(sparse.SparsityLogging, SFTTrainer):
         return (loss, outputs) if return_outputs else loss
 
     def train(self, *args, **kwargs):
-        """Train; say in one line when the L1 penalty left an adapter that changes no weight."""
+        """Train; say in one line when the L1 penalty left an adapter that changes (almost) nothing."""
         output = super().train(*args, **kwargs)
-        if self.l1.strength > 0 and sparse.largest_delta(self.model) < sparse.DEAD_DELTA:
-            print(f"paft: sft.l1.strength {self.l1.strength:g} left ΔW all zero (largest entry below "
-                  f"{sparse.DEAD_DELTA:g}): the SFT delta will change nothing; lower sft.l1.strength",
-                  flush=True)
+        share = sparse.share_within(self.model, 2 * self.args.learning_rate) if self.l1.strength else 0.0
+        if share >= sparse.DEAD_SHARE:
+            print(f"paft: sft.l1.strength {self.l1.strength:g} left {share:.1%} of the LoRA B entries within "
+                  "two learning rates of zero: ΔW is all zero or noise, the SFT delta will teach nothing; "
+                  "lower sft.l1.strength", flush=True)
         return output
 
     def _loss_scaled_for_accumulation(self, num_items_in_batch) -> bool:

@@ -17,7 +17,9 @@ from transformers import TrainerCallback
 from paft_core import files, sparsity
 
 INIT_FILE = "lora_init.safetensors"  # A₀ beside the trainer's checkpoints: a resumed run pays the same L1
-DEAD_DELTA = 1e-7  # largest |ΔW| entry below this: the adapter changes no weight a float32 merge can see
+# An L1 loss term under Adam leaves a weight it dominates oscillating within about one learning rate of
+# zero, never at zero: B with this share of entries inside two learning rates is as good as dead.
+DEAD_SHARE = 0.99
 
 
 def lora_weights(model: torch.nn.Module) -> list[torch.Tensor]:
@@ -97,10 +99,12 @@ def sparsity_metrics(model: torch.nn.Module, with_delta: bool) -> dict[str, floa
     return metrics
 
 
-def largest_delta(model: torch.nn.Module) -> float:
-    """The largest |ΔW| entry over every LoRA module (0 when the adapter changes nothing)."""
+def share_within(model: torch.nn.Module, bound: float) -> float:
+    """Share of the entries of every LoRA B (ΔW = s·B·A is zero where B is) with |x| ≤ bound."""
     with torch.no_grad():
-        return max((float(delta.abs().max()) for delta in delta_weights(model)), default=0.0)
+        weights = [p for name, p in model.named_parameters() if "lora_B" in name and p.requires_grad]
+        inside = sum(int((p.abs() <= bound).sum()) for p in weights)
+        return inside / max(sum(p.numel() for p in weights), 1)
 
 
 class SparsityLogging:

@@ -27,7 +27,7 @@ def test_baselines_use_plain_sft_unless_asked_and_the_report_says_which():
                        merge={"preset": "paft-ties"})
     used = variants.sft_used(spec)
     assert used["sft-only"].startswith("plain SFT") and used["sequential"].startswith("plain SFT")
-    assert "magnitude at density 0.1" in used["paft"] and "magnitude at density 0.1" in used["paft-no-l1"]
+    assert "magnitude at density 0.05" in used["paft"] and "magnitude at density 0.05" in used["paft-no-l1"]
     assert used["paft"].startswith("L1 SFT (λ = 0.0001")
     with_l1 = PipelineRun(comparison={"enabled": True, "baseline_sft": "l1"}, sft={"l1": {"strength": 1e-4}})
     made = variants.specs(with_l1)
@@ -40,7 +40,7 @@ def test_the_no_l1_merge_trims_both_deltas_as_the_method_does():
     spec = PipelineRun(comparison={"enabled": True}, sft={"l1": {"strength": 1e-4}},
                        merge={"preset": "paft-ties"})
     recipe = Recipe.from_spec(variants.specs(spec)["paft-no-l1"].merge)
-    assert recipe.sparsifiers == ("magnitude", "magnitude") and recipe.densities == (0.1, 0.5)
+    assert recipe.sparsifiers == ("magnitude", "magnitude") and recipe.densities == (0.05, 0.5)
 
 
 def test_the_comparison_is_off_unless_asked_and_baselines_can_be_chosen():

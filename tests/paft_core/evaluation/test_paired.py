@@ -76,12 +76,15 @@ def test_a_macro_benchmark_pairs_each_subtask_then_averages(tmp_path):
     assert found.stderr == pytest.approx(math.hypot(each[0][1], each[1][1]) / 2)
 
 
-def test_evaluations_of_different_items_are_refused(tmp_path):
+def test_evaluations_of_different_items_are_not_paired_and_said_in_one_line(tmp_path, capsys):
     write_samples(tmp_path / "a", "paft_probe_preference", [{"doc_id": i, "acc": 1.0} for i in range(3)])
     write_samples(tmp_path / "b", "paft_probe_preference", [{"doc_id": i, "acc": 1.0} for i in range(4)])
-    with pytest.raises(ValueError, match="different items"):
-        paired.benchmark_difference(suites.PAFT_PROBES.benchmark("preference_skill"), tmp_path / "a",
-                                    tmp_path / "b")
+    found = paired.benchmark_difference(suites.PAFT_PROBES.benchmark("preference_skill"), tmp_path / "a",
+                                        tmp_path / "b")
+    assert found is None
+    said = capsys.readouterr().out.splitlines()
+    assert len(said) == 1 and "no paired figures for preference_skill" in said[0]
+    assert "different items" in said[0]
 
 
 def test_normalized_scores_are_not_paired_per_item(tmp_path):

@@ -114,10 +114,16 @@ def test_task_loss_and_penalty_are_logged_apart(tiny_base, paft_home):
         assert row["loss"] == pytest.approx(row["task_loss"] + row["l1/penalty"], rel=1e-3)
 
 
-def test_a_penalty_that_kills_the_adapter_is_said_in_one_line(tiny_base, paft_home, capsys):
-    sft.train(tiny.spec(tiny_base, sft__l1={"strength": 1e3, "mode": "proximal"}))
-    lines = [line for line in capsys.readouterr().out.splitlines() if "left ΔW all zero" in line]
+@pytest.mark.parametrize("mode", ["loss", "proximal"])
+def test_a_penalty_that_kills_the_adapter_is_said_in_one_line(tiny_base, paft_home, capsys, mode):
+    sft.train(tiny.spec(tiny_base, sft__l1={"strength": 1e3, "mode": mode}))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "teach nothing" in line]
     assert len(lines) == 1 and "lower sft.l1.strength" in lines[0]
+
+
+def test_a_useful_penalty_is_not_called_dead(tiny_base, paft_home, capsys):
+    sft.train(tiny.spec(tiny_base, sft__l1={"strength": 1e-4}))
+    assert "teach nothing" not in capsys.readouterr().out
 
 
 def test_mlflow_run_holds_params_metrics_and_adapter(tiny_base, paft_home):
