@@ -20,11 +20,12 @@ SHORT = {"max_steps": 2, "save_steps": 100, "logging_steps": 1}
 
 
 def short_demo(folder: Path) -> Path:
-    """The shipped demo config with two steps a branch and two items a benchmark task."""
+    """The shipped demo config with two steps a branch and two items a benchmark task and a probe."""
     demo = yaml.safe_load((PROJECT_ROOT / "configs" / "pipeline" / "demo.yaml").read_text())
     for branch in ("sft", "preference"):
         demo[branch]["train"].update(SHORT)
     demo["evaluation"]["limit"] = 2
+    demo["evaluation"]["probe_limit"] = 2  # the fewest items that give a paired standard error
     config = folder / "demo.yaml"
     config.write_text(yaml.safe_dump(demo))
     return config
