@@ -110,8 +110,9 @@ def test_bad_recipes_are_one_line_errors_naming_the_field(tmp_path, fields, mess
 def test_presets_fill_what_the_spec_leaves_out():
     spec = MergeSpec(preset="paft-ties", density=0.3)
     recipe = merge.Recipe.from_spec(spec)
-    assert (recipe.method, recipe.sparsifiers) == ("ties", ("keep", "magnitude"))
-    assert recipe.densities == (0.3, 0.3)
+    assert (recipe.method, recipe.sparsifiers) == ("ties", ("magnitude", "magnitude"))
+    assert recipe.densities == (0.3, 0.3)  # the spec's density overrides the preset's per-delta pair
+    assert merge.Recipe.from_spec(MergeSpec(preset="paft-ties")).densities == (0.05, 0.5)
 
 
 @pytest.mark.parametrize("method", ["total", "frequency"])

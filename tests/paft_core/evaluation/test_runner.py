@@ -8,7 +8,8 @@ import pytest
 from paft_core.evaluation import harness, runner, suites, target
 from tests import tiny
 
-FAST = {"source": "offline", "profile": "quick", "limit": 1, "max_gen_toks": 8, "bootstrap_iters": 0}
+FAST = {"source": "offline", "profile": "quick", "limit": 1, "probe_limit": 1, "max_gen_toks": 8,
+        "bootstrap_iters": 0}
 V1, V2 = "open_llm_v1-offline-quick-limit1", "open_llm_v2-offline-quick-limit1"  # FAST's labels
 LABELS = {"open_llm_v1": V1, "open_llm_v2": V2, "paft_probes": "paft_probes-limit1"}  # probes: no source
 
