@@ -7,12 +7,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from paft_core.errors import ConfigError
+from paft_core.presets import DPO_LOSSES, MERGE_PRESETS, SMOOTHED_LOSSES
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
-DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")  # TRL 1.16
-# The losses TRL 1.16 computes with `label_smoothing` (the others ignore it, sigmoid included).
-SMOOTHED_LOSSES = ("exo_pair", "robust", "aot", "aot_unpaired")
 
 
 class Spec(BaseModel):
@@ -131,18 +128,6 @@ class PreferenceSpec(Spec):
 
 MergeMethod = Literal["linear", "task_arithmetic", "ties", "dare_linear", "dare_ties"]
 Sparsifier = Literal["method", "magnitude", "dare", "keep"]
-# Named merge recipes: `merge: {preset: NAME}` fills the fields a spec leaves out.
-MERGE_PRESETS = {
-    # PAFT (Pentyala et al., 2024, https://arxiv.org/abs/2406.17923): the SFT delta is trimmed by magnitude
-    # to 5 % (95 % exact zeros, where L1 pushed it down), which keeps ~97 % of its skill on the demo
-    # (BENCHMARKS.md, λ sweep); the preference delta to half; TIES elects signs where both are left.
-    "paft-ties": {"method": "ties", "sparsify": ["magnitude", "magnitude"], "density": [0.05, 0.5]},
-    "ties": {"method": "ties", "density": 0.5},  # Yadav et al., 2023, https://arxiv.org/abs/2306.01708
-    "dare-ties": {"method": "dare_ties", "density": 0.5},  # Yu et al., 2023, https://arxiv.org/abs/2311.03099
-    "dare-linear": {"method": "dare_linear", "density": 0.5},  # Yu et al., 2023 (as above)
-    "task-arithmetic": {"method": "task_arithmetic"},  # Ilharco et al., 2023, https://arxiv.org/abs/2212.04089
-    "linear": {"method": "linear"},  # Wortsman et al., 2022, https://arxiv.org/abs/2203.05482
-}
 
 
 class MergeSpec(Spec):
@@ -269,14 +254,9 @@ class PipelineRun(Spec):
 
     @model_validator(mode="after")
     def _merge_honours_l1(self) -> "PipelineRun":
-        from paft_core.merge import METHODS  # merge imports this module: no cycle at import time
+        from paft_core.merge import keeps_loss_l1_delta  # merge imports this module: no cycle at import
 
-        merge, l1 = self.merge, self.sft.l1
-        if "sft" not in merge.deltas or len(merge.deltas) < 2 or not l1.strength or l1.mode != "loss":
-            return self
-        index = merge.deltas.index("sft")
-        chosen = merge.sparsify[index] if merge.sparsify else "method"
-        if (METHODS[merge.method][0] if chosen == "method" else chosen) == "keep":
+        if keeps_loss_l1_delta(self.merge, self.sft.l1):
             raise ValueError("merge.sparsify keeps the SFT delta as trained, but sft.l1.mode 'loss' leaves "
                              "it no exact zeros, so L1 would change nothing in the merge; use 'magnitude' "
                              "for it (preset paft-ties) or sft.l1.mode 'proximal'")

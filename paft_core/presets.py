@@ -1,0 +1,19 @@
+"""Named choices a spec picks from: merge recipes (each with its paper) and TRL's DPO-family losses."""
+
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")  # TRL 1.16
+# The losses TRL 1.16 computes with `label_smoothing` (the others ignore it, sigmoid included).
+SMOOTHED_LOSSES = ("exo_pair", "robust", "aot", "aot_unpaired")
+
+# Named merge recipes: `merge: {preset: NAME}` fills the fields a spec leaves out.
+MERGE_PRESETS = {
+    # PAFT (Pentyala et al., 2024, https://arxiv.org/abs/2406.17923): the SFT delta is trimmed by magnitude
+    # to 5 % (95 % exact zeros, where L1 pushed it down), which keeps ~97 % of its skill on the demo
+    # (BENCHMARKS.md, λ sweep); the preference delta to half; TIES elects signs where both are left.
+    "paft-ties": {"method": "ties", "sparsify": ["magnitude", "magnitude"], "density": [0.05, 0.5]},
+    "ties": {"method": "ties", "density": 0.5},  # Yadav et al., 2023, https://arxiv.org/abs/2306.01708
+    "dare-ties": {"method": "dare_ties", "density": 0.5},  # Yu et al., 2023, https://arxiv.org/abs/2311.03099
+    "dare-linear": {"method": "dare_linear", "density": 0.5},  # Yu et al., 2023 (as above)
+    "task-arithmetic": {"method": "task_arithmetic"},  # Ilharco et al., 2023, https://arxiv.org/abs/2212.04089
+    "linear": {"method": "linear"},  # Wortsman et al., 2022, https://arxiv.org/abs/2203.05482
+}
