@@ -11,7 +11,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from paft_core import variants
 from paft_core.config import PipelineRun
 from tasks.compare import evaluate_variant, report, sequential_spec, write_spec
-from tasks.stages import BRANCHES, merge_deltas, prepare, run_folder, train_branch
+from tasks.stages import merge_deltas, prepare, run_folder, train_branch
 from tasks.tracking import close_pipeline_run, open_pipeline_run, promote
 
 
@@ -23,10 +23,12 @@ def compare_flow(spec: PipelineRun) -> dict:
         folder = run_folder()
         prepare(spec, folder)
         configs = {name: write_spec(variant, folder, name) for name, variant in variants.specs(spec).items()}
-        trained = {branch: train_branch.submit(configs["paft"], branch, parent) for branch in BRANCHES}
+        # One SFT lane beside preference: plain SFT first, as the sequential baseline waits on it.
         plain = variants.PLAIN_SFT
-        if plain in configs:  # one SFT lane: after the L1 branch, while preference still trains
-            trained[plain] = train_branch.submit(configs[plain], "sft", parent, wait_for=[trained["sft"]])
+        trained = {plain: train_branch.submit(configs[plain], "sft", parent)} if plain in configs else {}
+        first = list(trained.values())
+        trained["preference"] = train_branch.submit(configs["paft"], "preference", parent)
+        trained["sft"] = train_branch.submit(configs["paft"], "sft", parent, wait_for=first)
         merged = {name: merge_deltas.submit(configs[name], parent, wait_for=[trained[b] for b in needs])
                   for name, needs in variants.needs(spec).items() if name in configs}
         if "sequential" in variants.names(spec):  # preference trained on the SFT-only model

@@ -8,6 +8,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from paft_core import comparison, files, tracking, variants
 from paft_core.config import PipelineRun, write_config
+from paft_core.evaluation.runner import NICE_ENV
 from paft_core.tracking import PARENT_ENV
 from tasks.process import run_paft
 
@@ -31,7 +32,9 @@ def evaluate_variant(config: str, name: str, merge_folder: str | None,
                      parent_run_id: str) -> dict[str, float]:
     """Score a variant (its merged model, or the base model when it has none); keep where the scores are."""
     chosen = ["--model", f"{merge_folder}/model"] if merge_folder else []
-    found = run_paft(["eval", config, *chosen], {PARENT_ENV: parent_run_id})
+    # Training is the flow's critical path, then the last evaluation (sequential's chain is the longest).
+    nice = "0" if name == "sequential" else "10"
+    found = run_paft(["eval", config, *chosen], {PARENT_ENV: parent_run_id, NICE_ENV: nice})
     files.write_json_atomic(Path(config).parent / EVAL_FOLDERS, found.get("folders", {}))  # paired figures
     return found["metrics"]
 

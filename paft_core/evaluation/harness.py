@@ -57,10 +57,17 @@ def settings(spec: EvalSpec, suite: Suite) -> Settings:
     return Settings(
         source="project" if suite.project else spec.source, profile="quick" if quick else "full",
         limit=limit, max_shots=suites.QUICK_MAX_SHOTS if quick else None,
-        max_gen_toks=spec.max_gen_toks or (suites.QUICK_MAX_GEN_TOKS if quick else None),
+        max_gen_toks=gen_cap(spec, suite, quick),
         chat_template=chat,
         backend=spec.backend, batch_size=spec.batch_size, dtype=spec.dtype,
         bootstrap_iters=spec.bootstrap_iters, seed=spec.seed)
+
+
+def gen_cap(spec: EvalSpec, suite: Suite, quick: bool) -> int | None:
+    """The cap on generated tokens; None leaves each task's own."""
+    if suite.project:  # a probe's YAML cap fits the taught answers: more only pays for the base's rambling
+        return None
+    return spec.max_gen_toks or (suites.QUICK_MAX_GEN_TOKS if quick else None)
 
 
 def clamped(spec: EvalSpec, suite: Suite) -> str | None:

@@ -11,6 +11,7 @@ different settings never share one.
 """
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -23,6 +24,8 @@ from paft_core.errors import ConfigError
 from paft_core.evaluation import harness, hub, leaderboard, offline, suites
 from paft_core.evaluation.target import Target
 
+# Set by the comparison flow: its evaluations are leaves and training its critical path, so they yield.
+NICE_ENV = "PAFT_EVAL_NICE"
 # spec fields whose `paft eval` flag is named otherwise
 FLAGS = {"suites": "--suite", "profile": "--quick", "probe_limit": "--probe-limit"}
 
@@ -82,6 +85,7 @@ def evaluate(spec: PipelineRun, target: Target, out: Path | None = None,
         if note := harness.clamped(ev, p.suite):
             print(note, flush=True)
     states = {p.label: stage.claim(p.folder, "eval", p.reads) for p in plans}
+    os.nice(int(os.environ.get(NICE_ENV, "0")))
     cache = {f"paft.cache.{p.label}": "hit" if states[p.label] == "complete" else "miss" for p in plans}
     tags = {"paft.model": target.label, "paft.model_fingerprint": target.fingerprint,
             "paft.data_source": ev.source, **cache}

@@ -50,7 +50,9 @@ def test_probes_always_use_the_chat_template_and_read_the_project_data():
     spec = EvalSpec(suites=["paft_probes"], source="hub", profile="quick")
     how = harness.settings(spec, suites.PAFT_PROBES)
     assert (how.chat_template, how.source, how.profile, how.max_shots, how.max_gen_toks) == (
-        True, "project", "full", None, None)  # the probe YAML's own 48 tokens
+        True, "project", "full", None, None)  # the probe YAML's own 32 tokens
+    capped = EvalSpec(suites=["paft_probes"], max_gen_toks=48)  # the leaderboards' cap is not the probes'
+    assert harness.settings(capped, suites.PAFT_PROBES).max_gen_toks is None
     v1 = harness.settings(EvalSpec(), suites.OPEN_LLM_V1)
     assert not v1.chat_template
 
