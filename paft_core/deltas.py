@@ -47,6 +47,9 @@ class Delta(Protocol):
     def delta(self, name: str, base: torch.Tensor) -> torch.Tensor:
         """ΔW for one base tensor, in float32."""
 
+    def rows(self, name: str, start: int, stop: int, base: torch.Tensor | None) -> torch.Tensor:
+        """Rows [start, stop) of ΔW for one base tensor, in float32 (`base`: the same rows of the base)."""
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -118,6 +121,16 @@ class LoraDelta:
         product = (lora_b @ lora_a) * self.scale(module, lora_a.shape[0])
         return product.T if self.architecture.conv1d(name) else product
 
+    def rows(self, name: str, start: int, stop: int, base: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows [start, stop) of s·B·A in the base's layout: B's rows, or A's columns for a Conv1D."""
+        module = name.removesuffix(".weight")
+        lora_a = self.factors[f"{PREFIX}{module}.lora_A.weight"].float()
+        lora_b = self.factors[f"{PREFIX}{module}.lora_B.weight"].float()
+        scale = self.scale(module, lora_a.shape[0])
+        if self.architecture.conv1d(name):
+            return (lora_b @ lora_a[:, start:stop]).T * scale
+        return (lora_b[start:stop] @ lora_a) * scale
+
     def scale(self, module: str, rank: int) -> float:
         """peft's LoRA scaling for one module, honouring alpha_pattern and rsLoRA."""
         patterns = self.config.get("alpha_pattern") or {}
@@ -161,6 +174,10 @@ class FullDelta:
     def delta(self, name: str, base: torch.Tensor) -> torch.Tensor:
         """Fine-tuned minus base for one tensor, in float32."""
         return self.reader.get(name).float() - base.float()
+
+    def rows(self, name: str, start: int, stop: int, base: torch.Tensor) -> torch.Tensor:
+        """Rows [start, stop) of fine-tuned minus base, read from disk one block at a time."""
+        return self.reader.get(name, (start, stop)).float() - base.float()
 
 
 def open_delta(path: Path, label: str, base: Reader) -> Delta:

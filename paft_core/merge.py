@@ -60,24 +60,32 @@ def combine(recipe: Recipe, module: str, deltas: list[torch.Tensor],
             magnitudes: list[sparsify.Magnitudes] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Merged delta for one module, and for each input the mask of entries that reached the result."""
     magnitudes = magnitudes or [None] * len(deltas)
-    trimmed = [sparsify.apply(delta, method, density, _generator(recipe.seed, module, index), mags)
+    trimmed = [sparsify.apply(delta, method, density, generator(recipe.seed, module, index), mags)
                for index, (delta, method, density, mags)
                in enumerate(zip(deltas, recipe.sparsifiers, recipe.densities, magnitudes, strict=True))]
-    stacked = np.stack([sparsify.flat(delta) for delta in trimmed])
+    merged, kept = consensus(recipe, np.stack([sparsify.flat(delta) for delta in trimmed]))
+    shape = deltas[0].shape
+    return torch.from_numpy(merged).view(shape), [torch.from_numpy(mask).view(shape) for mask in kept]
+
+
+def consensus(recipe: Recipe, stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """λ·(the trimmed deltas combined), flat, and per delta the mask of entries that reached it.
+
+    Elementwise only: the same on a block of entries as on the whole tensor.
+    """
     weights = np.asarray(recipe.weights, dtype=np.float32)[:, None]
-    consensus = METHODS[recipe.method][1]
-    if consensus == "ties":
+    method = METHODS[recipe.method][1]
+    if method == "ties":
         elected = _elect_signs(stacked, recipe.majority_sign)
         merged = _disjoint_mean(stacked * weights, elected)
         kept = elected
     else:
         merged = (stacked * weights).sum(0)
-        if consensus == "mean":
+        if method == "mean":
             merged = merged / np.float32(sum(recipe.weights))
         kept = stacked != 0
-    shape = deltas[0].shape
-    return (torch.from_numpy(merged * np.float32(recipe.scale)).view(shape),
-            [torch.from_numpy(mask).view(shape) for mask in kept])
+    merged *= np.float32(recipe.scale)
+    return merged, kept
 
 
 def elect_signs(stacked: torch.Tensor, method: str) -> torch.Tensor:
@@ -106,7 +114,7 @@ def _disjoint_mean(weighted: np.ndarray, elected: np.ndarray) -> np.ndarray:
     return (weighted * elected).sum(0) / agreeing.astype(np.float32)
 
 
-def _generator(seed: int, module: str, index: int) -> torch.Generator:
+def generator(seed: int, module: str, index: int) -> torch.Generator:
     """A generator per (seed, module, delta): DARE draws the same masks in any order or process."""
     digest = hashlib.sha256(f"{seed}:{module}:{index}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))

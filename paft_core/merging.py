@@ -1,42 +1,41 @@
 """The merge stage: stream the base checkpoint and the deltas into a merged HF checkpoint, with a report.
 
 Every input is checked from file headers before a tensor is merged: shapes against the base, adapter
-variants, NaN/Inf in LoRA factors, the base each branch was trained on, free disk. The model is written to
-`.model.tmp` and renamed when whole, and `complete.json` comes last, so a crash never leaves a folder that
-looks finished. Memory holds one base tensor and its deltas at a time, not one model per input.
+variants, NaN/Inf in LoRA factors, the base each branch was trained on, free disk. Everything the stage
+produces (model/, report.json, plots/, lora/, complete.json) is written into a scratch folder beside the
+stage folder and published by one rename when whole, so a crash or a full disk never leaves a folder that
+looks finished, and a re-run starts clean. Each changed tensor is merged in blocks of rows (blocks.py), so
+memory holds a few blocks per worker thread whatever the model's size.
 Weights are written in `merge.dtype` ("base": each tensor as the base stores it, byte for byte where no
 delta touches it); the report measures what that cast rounds away of the merged delta (report.py).
 """
 
-import ctypes
+import errno
 import json
 import os
 import shutil
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from paft_core import checkpoint, deltas, files, models, plots, stage, tracking_process
+from paft_core import blocks, checkpoint, deltas, files, models, plots, stage, tracking_process
 from paft_core.config import PipelineRun
 from paft_core.errors import DataError, OutputError
 from paft_core.lora_export import Exporter
-from paft_core.merge import Recipe, combine
+from paft_core.merge import Recipe
 from paft_core.model_card import write_card
-from paft_core.report import Collector, rounding
-from paft_core.sparsify import Magnitudes
+from paft_core.report import Collector
 
 BRANCHES = ("sft", "preference")
 FLOATING = ("F64", "F32", "F16", "BF16")  # what merge.dtype casts; FP8 and integer tensors keep their bytes
 OUTPUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LOST_WARNING = 0.01  # a delta losing more of its merged L1 mass than this to the cast gets one line
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, from glibc's malloc.h
-MAX_WORKERS = 4  # modules merged at once; each holds a base tensor, its deltas and masks in memory
+MAX_WORKERS = 4  # tensors merged at once; each holds a few blocks of its base and deltas
 WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 SKIPPED = {"model.safetensors.index.json", "pytorch_model.bin.index.json", "README.md",
            models.FINGERPRINT_FILE}
@@ -53,6 +52,7 @@ def run(spec: PipelineRun, out: Path | None = None, helper: tracking_process.Hel
 
 def _run(spec: PipelineRun, out: Path | None, helper: tracking_process.Helper) -> Path:
     base = models.resolve(spec.model)
+    _require_safetensors(base.path)
     reader = checkpoint.Reader(base.path)
     inputs = [_locate(spec, name, base.fingerprint) for name in spec.merge.deltas]
     opened = [deltas.open_delta(path, label, reader) for label, path, _ in inputs]
@@ -63,19 +63,31 @@ def _run(spec: PipelineRun, out: Path | None, helper: tracking_process.Helper) -
     if stage.claim(out, "merge", reads) == "complete":
         print(f"paft: merge already complete in {out}; reusing it", flush=True)
         return out
+    scratch = _clear_leftovers(out)  # an interrupted attempt's files must not count against the disk
     _check_disk(out, sum(entry.nbytes for entry in _layout(reader, spec.merge.dtype).values()) * 1.05)
     tags = {"paft.base_model": base.source, "paft.base_fingerprint": base.fingerprint,
             "paft.output": str(out)}
     with helper.stage_run(spec.tracking, "merge", reads, tags) as tracked:
-        summary = _merge(spec, base, reader, opened, out, reads, tracked.raise_if_failed)
-        tracked.call("log_merge", str(out), summary)
-        stage.finish(out, {"run_id": tracked.run_id, "model": "model", **summary})
+        try:
+            scratch.mkdir()
+            summary = _merge(spec, base, reader, opened, scratch, reads, tracked.raise_if_failed)
+            tracked.call("log_merge", str(scratch), summary)
+            files.write_json_atomic(scratch / stage.DONE, {"run_id": tracked.run_id, "model": "model",
+                                                           **summary})
+            _publish(scratch, out)
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            raise OutputError(f"{out}: the disk filled up while the merge wrote its output; nothing was "
+                              "published: free space and run the merge again") from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return out
 
 
 def _merge(spec: PipelineRun, base: models.ResolvedModel, reader: checkpoint.Reader, opened: list,
-           out: Path, reads: dict, tracking_ok: Callable[[], None]) -> dict[str, float]:
-    """Write model/, report.json, plots/ (and lora/) into the stage folder; return the summary figures.
+           folder: Path, reads: dict, tracking_ok: Callable[[], None]) -> dict[str, float]:
+    """Write model/, report.json, plots/ (and lora/) into `folder`; return the summary figures.
 
     `tracking_ok` runs after each tensor: a store that could not be opened stops the merge there.
     """
@@ -86,81 +98,93 @@ def _merge(spec: PipelineRun, base: models.ResolvedModel, reader: checkpoint.Rea
                 else None)
     layout = _layout(reader, spec.merge.dtype)
     dtypes = _dtype_names(layout, layout)
-
-    def write(folder: Path) -> None:
-        folder.mkdir(parents=True)
-        _copy_side_files(base.path, folder)
-        _record_dtype(folder, spec.merge.dtype)
-        tensors = _merged_tensors(reader, layout, opened, recipe, collector, exporter)
-        checkpoint.write(folder, layout, tensors, on_tensor=lambda _: tracking_ok())
-        write_card(folder, base, reads, collector.summary(), dtypes)
-
-    stage.publish(out, "model", write)
+    model = folder / "model"
+    model.mkdir()
+    _copy_side_files(base.path, model)
+    _record_dtype(model, spec.merge.dtype)
+    _write_weights(model, reader, layout, opened, recipe, collector, exporter, tracking_ok)
+    write_card(model, base, reads, collector.summary(), dtypes)
     report = {**collector.to_dict(), "dtype": dtypes}
-    files.write_json_atomic(out / "report.json", report)
-    plots.write_all(report, out / "plots")
+    files.write_json_atomic(folder / "report.json", report)
+    plots.write_all(report, folder / "plots")
     summary = {**collector.summary(), "seconds": time.perf_counter() - started,
                "modules": float(len(collector.modules))}
     if exporter:
-        stage.publish(out, "lora", lambda folder: exporter.write(folder, str(base.path)))
+        exporter.write(folder / "lora", str(base.path))
         summary["lora_relative_error"] = exporter.relative_error()
     _warn_if_rounded_away(summary, collector.labels, _dtype_names(layout, collector.modules))
     return summary
 
 
-def _merged_tensors(reader: checkpoint.Reader, layout: dict[str, checkpoint.Entry], opened: list,
-                    recipe: Recipe, collector: Collector, exporter: Exporter | None):
-    """Yield (name, value) for every base tensor in order: merged where a delta changes it, else as is.
+def _write_weights(folder: Path, reader: checkpoint.Reader, layout: dict[str, checkpoint.Entry],
+                   opened: list, recipe: Recipe, collector: Collector, exporter: Exporter | None,
+                   tracking_ok: Callable[[], None]) -> None:
+    """Merge every changed tensor in blocks, copy or cast the rest, straight to their place in the shards.
 
-    Modules are merged by worker threads, each on one torch thread (on 2 cores, 1.7× faster than one
-    module at a time on two), at most `workers + 1` ahead of the writer so memory stays bounded.
-    Every tensor is written in its `layout` dtype: an untouched one is cast only when that differs.
+    Tensors are merged by worker threads, each on one torch thread (on 2 cores, 1.7× faster than one
+    tensor at a time on two); their figures are recorded in checkpoint order, so sums are reproducible.
     """
     changes = [set(delta.targets()) for delta in opened]
+    labels = tuple(delta.label for delta in opened)
+    writer = checkpoint.Writer(folder, layout)
 
-    def work(name: str) -> tuple:
-        tensor = reader.get(name)
-        raw = [_finite(delta, name, delta.delta(name, tensor)) if name in changed
-               else torch.zeros_like(tensor, dtype=torch.float32)  # e.g. a norm only a full fine-tune moved
-               for delta, changed in zip(opened, changes, strict=True)]
-        magnitudes = [Magnitudes(delta) for delta in raw]
-        merged, kept = combine(recipe, name, raw, magnitudes)
-        factored = exporter.factor(name, merged) if exporter and exporter.covers(name, merged) else None
-        total = tensor.float() + merged
-        written = total.to(checkpoint.DTYPES[layout[name].dtype])
-        measured = collector.measure(raw, magnitudes, kept, rounding(merged, total, written, tensor))
-        return written, measured, factored
-
-    def cast(name: str) -> tuple:
-        return reader.get(name).to(checkpoint.DTYPES[layout[name].dtype]), None, None
+    def work(name: str) -> tuple | None:
+        dtype = checkpoint.DTYPES[layout[name].dtype]
+        if not any(name in changed for changed in changes):
+            if layout[name] is reader.entries[name]:
+                writer.copy(name, reader.entries[name])  # byte for byte, never loaded
+            else:
+                blocks.cast(reader, name, dtype, writer)
+            return None
+        chosen = tuple(delta if name in changed else None
+                       for delta, changed in zip(opened, changes, strict=True))
+        module = blocks.Module(name, reader, dtype, chosen, labels)
+        keep = bool(exporter) and exporter.covers(name, torch.empty(layout[name].shape, device="meta"))
+        measured, merged = blocks.run(module, recipe, writer, keep=keep)
+        return measured, exporter.factor(name, merged) if keep else None
 
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
-    with (_torch_threads(1 if workers > 1 else torch.get_num_threads()), _heap_keeps_freed_blocks(),
-          ThreadPoolExecutor(workers) as pool):
-        pending: deque = deque()
-        for name in reader.names():
-            if any(name in changed for changed in changes):
-                pending.append((name, pool.submit(work, name)))
-            else:
-                same = layout[name] is reader.entries[name]
-                pending.append((name, reader.entries[name] if same else pool.submit(cast, name)))
-            while len(pending) > workers or (pending and not isinstance(pending[0][1], Future)):
-                yield _collect(pending.popleft(), collector, exporter)
-        while pending:
-            yield _collect(pending.popleft(), collector, exporter)
+    with _torch_threads(1 if workers > 1 else torch.get_num_threads()), ThreadPoolExecutor(workers) as pool:
+        try:
+            futures = [(name, pool.submit(work, name)) for name in reader.names()]
+            for name, future in futures:  # in checkpoint order
+                result = future.result()
+                if result is not None:
+                    collector.record(name, result[0])
+                    if result[1]:
+                        exporter.record(result[1])
+                tracking_ok()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # a failed tensor stops the merge, not only its own work
+            raise
+        finally:
+            writer.close()
 
 
-def _collect(item: tuple, collector: Collector, exporter: Exporter | None) -> tuple:
-    """Wait for one module's result and record its figures, in checkpoint order."""
-    name, value = item
-    if not isinstance(value, Future):
-        return name, value  # an untouched tensor: copied byte for byte, never loaded
-    tensor, measured, factored = value.result()
-    if measured is not None:  # None: an untouched tensor cast to merge.dtype
-        collector.record(name, measured)
-    if factored:
-        exporter.record(factored)
-    return name, tensor
+def _require_safetensors(folder: Path) -> None:
+    """The merge streams safetensors only: say so for a base with only pickle weights (allow_pickle)."""
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        raise DataError(f"model.source: {folder} has only pickle weights; `paft merge` reads safetensors "
+                        "only (model.allow_pickle lets training and eval load them): convert the base first")
+
+
+def _clear_leftovers(out: Path) -> Path:
+    """Remove what an interrupted merge left (scratch folder, an older layout's parts); return the scratch."""
+    scratch = out.parent / f".{out.name}.tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    for leftover in (path for path in out.iterdir() if path.name != stage.OWNER):
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+    return scratch
+
+
+def _publish(scratch: Path, out: Path) -> None:
+    """Replace the claimed stage folder by the finished scratch folder in one rename."""
+    shutil.copy2(out / stage.OWNER, scratch / stage.OWNER)
+    (out / stage.OWNER).unlink()  # the folder is now empty: rename(2) replaces an empty folder atomically
+    os.rename(scratch, out)
 
 
 @contextmanager
@@ -172,38 +196,6 @@ def _torch_threads(count: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@contextmanager
-def _heap_keeps_freed_blocks():
-    """Let glibc reuse freed blocks of up to 32 MiB instead of unmapping them, then give the memory back.
-
-    Each module allocates and frees a dozen temporaries of a few MiB. By default glibc maps large blocks
-    afresh and unmaps them on free, so every temporary costs its size in page faults: measured on
-    SmolLM2, the merge loop spent more time in the kernel than in arithmetic (mallopt(3)).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (macOS, musl): nothing to tune
-        libc = None
-    if not (libc and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
-        yield
-        return
-    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
-    libc.mallopt(M_TRIM_THRESHOLD, 128 << 20)
-    try:
-        yield
-    finally:
-        libc.mallopt(M_TRIM_THRESHOLD, 128 << 10)  # glibc's defaults
-        libc.mallopt(M_MMAP_THRESHOLD, 128 << 10)
-        libc.malloc_trim(0)
-
-
-def _finite(delta, name: str, value: torch.Tensor) -> torch.Tensor:
-    """Refuse a delta that holds NaN or Inf (LoRA factors were checked up front; a checkpoint streams)."""
-    if isinstance(delta, deltas.FullDelta) and not torch.isfinite(value).all():
-        raise DataError(f"{delta.path}: delta '{delta.label}' holds NaN or Inf in {name}")
-    return value
 
 
 def _locate(spec: PipelineRun, name: str, base_fingerprint: str) -> tuple[str, Path, str]:

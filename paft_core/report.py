@@ -69,16 +69,18 @@ class Collector:
 
     def measure(self, deltas: list[torch.Tensor], magnitudes: list[Magnitudes], kept: list[torch.Tensor],
                 rounded: Rounding | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-        """One module's raw sums and magnitude histograms (pure: safe to run in worker threads)."""
-        counts = _cast_counts(rounded, kept, self.labels) if rounded is not None else {}
-        histograms = {}
-        for label, mags, mask in zip(self.labels, magnitudes, kept, strict=True):
-            counts.update({f"{label}/{key}": value for key, value in _delta_counts(mags, mask).items()})
-            histograms[label] = mags.histogram.reshape(EXPONENTS, -1).sum(1)
-        for i, j in combinations(range(len(deltas)), 2):
-            pair = f"{self.labels[i]}_vs_{self.labels[j]}"
-            figures = _pair_counts(deltas[i], deltas[j], magnitudes[i], magnitudes[j])
-            counts.update({f"{pair}/{key}": value for key, value in figures.items()})
+        """One module's raw sums and magnitude histograms, from whole tensors (pure: thread-safe)."""
+        masks = [mask.numpy().reshape(-1) for mask in kept]
+        peaks = [float(mags.abs.max()) if mags.abs.size else 0.0 for mags in magnitudes]
+        values, absolute = [flat(delta) for delta in deltas], [mags.abs for mags in magnitudes]
+        tops = [mags.top(TOPK) for mags in magnitudes]
+        counts = block_counts(self.labels, values, absolute, masks, tops, peaks)
+        if rounded is not None:
+            counts.update(cast_counts(rounded, masks, self.labels))
+        for first, second in combinations(self.labels, 2):
+            counts[f"{first}_vs_{second}/topk"] = max(1, int(TOPK * magnitudes[0].abs.size))
+        histograms = {label: mags.histogram.reshape(EXPONENTS, -1).sum(1)
+                      for label, mags in zip(self.labels, magnitudes, strict=True)}
         return counts, histograms
 
     def record(self, module: str, measured: tuple[dict[str, float], dict[str, np.ndarray]]) -> None:
@@ -101,42 +103,45 @@ class Collector:
                 "histograms": {label: hist.tolist() for label, hist in self.histograms.items()}}
 
 
-def _delta_counts(mags: Magnitudes, kept: torch.Tensor) -> dict[str, float]:
-    """Raw sums for one delta of one module (kept masks never hold zeros of the delta)."""
-    magnitude, mask = mags.abs, kept.numpy().reshape(-1)
-    peak = float(magnitude.max()) if magnitude.size else 0.0
-    counts = {"numel": magnitude.size, "nonzero": int(np.count_nonzero(mags.bits)),  # |x| bits: 0 only for 0
+def block_counts(labels: list[str], values: list[np.ndarray], magnitudes: list[np.ndarray],
+                 kept: list[np.ndarray], tops: list[np.ndarray], peaks: list[float]) -> dict[str, float]:
+    """Raw sums over a block of one module's entries (flat, per delta): they add up across blocks."""
+    counts = {}
+    for label, magnitude, mask, peak in zip(labels, magnitudes, kept, peaks, strict=True):
+        figures = _delta_counts(magnitude, mask, peak)
+        counts.update({f"{label}/{key}": value for key, value in figures.items()})
+    for i, j in combinations(range(len(values)), 2):
+        product = values[i] * values[j]
+        pair = f"{labels[i]}_vs_{labels[j]}"
+        counts.update({f"{pair}/both": int(np.count_nonzero(product)),
+                       f"{pair}/conflicts": int(np.count_nonzero(product < 0)),
+                       f"{pair}/dot": float(np.dot(values[i], values[j])),
+                       f"{pair}/topk_shared": int(np.count_nonzero(tops[i] & tops[j]))})
+    return counts
+
+
+def _delta_counts(magnitude: np.ndarray, mask: np.ndarray, peak: float) -> dict[str, float]:
+    """Raw sums for one delta over a block (kept masks never hold zeros of the delta)."""
+    counts = {"numel": magnitude.size, "nonzero": int(np.count_nonzero(magnitude)),
               "l1": _total(magnitude), "l2sq": float(np.dot(magnitude, magnitude)),
-              "kept": int(np.count_nonzero(mask)),
-              "kept_l1": float(np.dot(magnitude, mask.astype(np.float32)))}
+              "kept": int(np.count_nonzero(mask)), "kept_l1": float(np.sum(magnitude, where=mask))}
     for rel in REL_THRESHOLDS:
         counts[f"above_rel{rel:g}"] = int(np.count_nonzero(magnitude > rel * peak))
     return counts
 
 
-def _cast_counts(rounded: Rounding, kept: list[torch.Tensor], labels: list[str]) -> dict[str, float]:
-    """Raw sums of |m| and |lost| for one module: all of it, and per delta where it alone fed m."""
-    masks = [mask.numpy().reshape(-1) for mask in kept]
-    feeders = np.zeros(masks[0].size, np.uint8 if len(masks) < 256 else np.int64)  # bytes add fastest
-    for mask in masks:
+def cast_counts(rounded: Rounding, kept: list[np.ndarray], labels: list[str]) -> dict[str, float]:
+    """Raw sums of |m| and |lost| over a block: all of it, and per delta where it alone fed m."""
+    feeders = np.zeros(kept[0].size, np.uint8 if len(kept) < 256 else np.int64)  # bytes add fastest
+    for mask in kept:
         feeders += mask
     alone = feeders == 1
     counts = {"cast/l1": _total(rounded.merged), "cast/lost_l1": _total(rounded.lost)}
-    for label, mask in zip(labels, masks, strict=True):
-        weights = (mask & alone).astype(np.float32)
-        counts[f"{label}/cast_l1"] = float(np.dot(rounded.merged, weights))
-        counts[f"{label}/cast_lost_l1"] = float(np.dot(rounded.lost, weights))
+    for label, mask in zip(labels, kept, strict=True):
+        chosen = mask & alone
+        counts[f"{label}/cast_l1"] = float(np.sum(rounded.merged, where=chosen))
+        counts[f"{label}/cast_lost_l1"] = float(np.sum(rounded.lost, where=chosen))
     return counts
-
-
-def _pair_counts(a: torch.Tensor, b: torch.Tensor, mags_a: Magnitudes, mags_b: Magnitudes) -> dict:
-    """Raw sums for one pair of deltas of one module."""
-    values_a, values_b = flat(a), flat(b)
-    product = values_a * values_b
-    k = max(1, int(TOPK * product.size))
-    return {"both": int(np.count_nonzero(product != 0)), "conflicts": int(np.count_nonzero(product < 0)),
-            "dot": float(np.dot(values_a, values_b)), "topk": k,
-            "topk_shared": int(np.count_nonzero(mags_a.top(TOPK) & mags_b.top(TOPK)))}
 
 
 def _total(values: np.ndarray) -> float:

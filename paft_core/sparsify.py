@@ -35,15 +35,12 @@ class Magnitudes:
         self.high = self.bits >> 16
         # torch's bincount is ~1.5× numpy's here, and the input is shared, not copied
         self.histogram = torch.bincount(torch.from_numpy(self.high), minlength=HIGH_BITS).numpy()
-        self.at_or_below = self.histogram.cumsum()
 
     def kth_largest(self, k: int) -> float:
         """The k-th largest |x| (1 ≤ k ≤ n), exactly."""
-        count = self.bits.size
-        bucket = int(np.searchsorted(self.at_or_below, count - k, side="right"))
-        above = count - int(self.at_or_below[bucket])
+        bucket, rank = cut(self.histogram, k)
         inside = np.sort(self.bits[self.high == bucket])
-        return float(inside[inside.size - (k - above)].view(np.float32))
+        return float(inside[inside.size - rank].view(np.float32))
 
     def top(self, density: float) -> np.ndarray:
         """Flat mask of the int(density·n) largest entries (all entries tied at the cut are kept)."""
@@ -51,6 +48,14 @@ class Magnitudes:
         if keep == 0:
             return np.zeros(self.bits.size, dtype=bool)
         return self.abs >= self.kth_largest(keep)
+
+
+def cut(histogram: np.ndarray, k: int) -> tuple[int, int]:
+    """The bin (bins in increasing order) holding the k-th largest value, and its rank from the top there."""
+    at_or_below = histogram.cumsum()
+    count = int(at_or_below[-1])
+    index = int(np.searchsorted(at_or_below, count - k, side="right"))
+    return index, k - (count - int(at_or_below[index]))
 
 
 def flat(tensor: torch.Tensor) -> np.ndarray:

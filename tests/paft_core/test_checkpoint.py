@@ -34,7 +34,7 @@ def test_bf16_and_single_file_round_trip(tmp_path):
 
 def test_a_tensor_that_breaks_the_header_stops_the_write(tmp_path):
     entries = {"a": checkpoint.Entry(tmp_path, "F32", (2, 2))}
-    with pytest.raises(ValueError, match=r"tensor a \(2, 3\) torch.float32 does not match"):
+    with pytest.raises(ValueError, match=r"\(2, 3\) torch.float32 of tensor a do not fit"):
         checkpoint.write(tmp_path, entries, iter([("a", torch.zeros(2, 3))]))
 
 

@@ -1,13 +1,17 @@
 """Merge methods on hand-made deltas with known answers, and against peft's merge_utils on the same data."""
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from peft.utils import merge_utils
+from safetensors.torch import save_file
 
-from paft_core import merge
+from paft_core import blocks, checkpoint, merge
 from paft_core.config import MergeSpec, load_config
 from paft_core.errors import ConfigError
+from paft_core.report import Collector, rounding
+from paft_core.sparsify import Magnitudes
 
 D1 = torch.tensor([1.0, -2.0, 3.0, 0.0])
 D2 = torch.tensor([-2.0, 1.0, 1.0, 4.0])
@@ -74,7 +78,7 @@ def test_dare_methods_match_peft_given_the_same_draws(method, monkeypatch):
     torch.manual_seed(4)
     deltas = [torch.randn(40, 24) for _ in range(2)]
     shared = torch.Generator().manual_seed(11)  # one stream, drawn in delta order as peft draws
-    monkeypatch.setattr(merge, "_generator", lambda *_: shared)
+    monkeypatch.setattr(merge, "generator", lambda *_: shared)
     ours, _ = merged(deltas, method=method, density=0.4, weights=[1.0, 0.5])
     torch.manual_seed(11)
     reference = getattr(merge_utils, method)(deltas, torch.tensor([1.0, 0.5]), 0.4)
@@ -131,3 +135,64 @@ def test_nan_never_agrees_with_the_elected_sign_as_in_peft():
         ours = merge.elect_signs(stacked, method)
         assert torch.equal(ours, merge_utils.calculate_majority_sign_mask(stacked, method))
         assert not ours[0, 0] and not ours[1, 1]
+
+
+class Rows:
+    """A delta held in memory, served in blocks of rows as the merge asks for them."""
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def rows(self, name, start, stop, base):
+        return self.tensor[start:stop]
+
+
+BLOCKED_RECIPES = [{"method": method} for method in merge.METHODS] + [
+    {"method": "ties", "sparsify": ["keep", "magnitude"], "density": [1.0, 0.3]},
+    {"method": "ties", "sparsify": ["dare", "magnitude"], "majority_sign": "frequency"},
+    {"method": "task_arithmetic", "sparsify": ["magnitude", "dare"], "weights": [0.5, 2.0], "lambda": 0.7},
+]
+
+
+@pytest.mark.parametrize("fields", BLOCKED_RECIPES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_blocked_merge_equals_the_whole_tensor_merge(tmp_path, fields, dtype):
+    """Tensors of 19 blocks, values on a coarse grid so many tie at the magnitude thresholds."""
+    torch.manual_seed(5)
+    name = "layers.0.mlp.up_proj.weight"
+    base = torch.randn(37, 29).to(dtype)
+    raw = [torch.randint(-6, 7, (37, 29)).float() * 0.125, torch.randn(37, 29) * 0.1]
+    save_file({name: base}, tmp_path / "base.safetensors")
+    reader = checkpoint.Reader(tmp_path / "base.safetensors")
+    spec = {"density": 0.4, "seed": 3, **fields}
+    recipe = merge.Recipe.from_spec(MergeSpec(deltas=["a", "b"], **spec))
+    writer = checkpoint.Writer(tmp_path, reader.entries)
+    module = blocks.Module(name, reader, dtype, tuple(Rows(delta) for delta in raw), ("a", "b"))
+    (counts, histograms), whole = blocks.run(module, recipe, writer, block=64, keep=True)
+    writer.close()
+    magnitudes = [Magnitudes(delta) for delta in raw]
+    expected, kept = merge.combine(recipe, name, raw, magnitudes)
+    total = base.float() + expected
+    assert torch.equal(whole, expected)
+    assert torch.equal(checkpoint.Reader(tmp_path / "model.safetensors").get(name), total.to(dtype))
+    reference, reference_histograms = Collector(["a", "b"]).measure(
+        raw, magnitudes, kept, rounding(expected, total, total.to(dtype), base))
+    assert counts.keys() == reference.keys()
+    for key, value in reference.items():
+        assert counts[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert all(np.array_equal(histograms[label], reference_histograms[label]) for label in ("a", "b"))
+
+
+def test_blocked_thresholds_are_exact_when_the_cut_falls_inside_a_histogram_bin(tmp_path):
+    """Values one float32 ulp apart share their top 16 bits: only the low-bits pass can tell them apart."""
+    name = "w"
+    values = (1.0 + torch.arange(400, dtype=torch.float32) * 2.0**-23)[torch.randperm(400)].view(20, 20)
+    save_file({name: torch.zeros(20, 20)}, tmp_path / "base.safetensors")
+    reader = checkpoint.Reader(tmp_path / "base.safetensors")
+    recipe = merge.Recipe.from_spec(MergeSpec(method="ties", deltas=["a"], density=0.37))
+    writer = checkpoint.Writer(tmp_path, reader.entries)
+    _, whole = blocks.run(blocks.Module(name, reader, torch.float32, (Rows(values),), ("a",)), recipe, writer,
+                          block=50, keep=True)
+    writer.close()
+    assert torch.equal(whole, merge.combine(recipe, name, [values])[0])
+    assert int((whole != 0).sum()) == int(0.37 * 400)

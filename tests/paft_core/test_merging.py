@@ -1,6 +1,8 @@
 """The merge stage end to end on the tiny Llama: exact math, complete checkpoint, report, MLflow, safety."""
 
+import errno
 import json
+import shutil
 
 import pytest
 import torch
@@ -234,3 +236,46 @@ def test_float32_base_loses_nothing_and_bfloat16_output_casts_every_tensor(tiny_
     assert json.loads((out / "model" / "config.json").read_text())["dtype"] == "bfloat16"
     assert LlamaForCausalLM.from_pretrained(out / "model").dtype == torch.bfloat16
     assert "rounds away" not in capsys.readouterr().out
+
+
+def test_a_full_disk_mid_write_publishes_nothing_and_the_rerun_completes(branches, paft_home, monkeypatch):
+    original, calls = checkpoint._write_at, []
+
+    def full(*args):
+        calls.append(1)
+        if len(calls) == 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(*args)
+
+    monkeypatch.setattr(checkpoint, "_write_at", full)
+    with pytest.raises(OutputError, match="the disk filled up while the merge wrote its output; nothing was "
+                                          "published: free space and run the merge again"):
+        merging.run(branches)
+    out = next((paft_home / "stages").glob("merge-*"))
+    assert [path.name for path in out.iterdir()] == ["stage.json"] and not list(out.parent.glob(".*.tmp"))
+    monkeypatch.setattr(checkpoint, "_write_at", original)
+    assert merging.run(branches) == out
+    assert {"complete.json", "report.json", "model", "plots"} <= {path.name for path in out.iterdir()}
+
+
+def test_nan_in_a_full_checkpoint_delta_is_named_and_leaves_nothing(tiny_base, paft_home, tmp_path):
+    fine_tuned = tmp_path / "nan"
+    model = LlamaForCausalLM.from_pretrained(tiny_base)
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight[0, 0] = float("nan")
+    model.save_pretrained(fine_tuned)
+    out = tmp_path / "merged"
+    run = with_merge(tiny.spec(tiny_base), method="task_arithmetic", deltas=[str(fine_tuned)])
+    with pytest.raises(DataError, match=r"delta 'nan' holds NaN or Inf in model.layers.0.mlp.up_proj.weight"):
+        merging.run(run, out)
+    assert [path.name for path in out.iterdir()] == ["stage.json"] and not (tmp_path / ".merged.tmp").exists()
+
+
+def test_a_pickle_only_base_is_one_line_saying_the_merge_needs_safetensors(tiny_base, paft_home, tmp_path):
+    base = tmp_path / "pickled"
+    base.mkdir()
+    shutil.copy(tiny_base / "config.json", base / "config.json")
+    torch.save(load_file(tiny_base / "model.safetensors"), base / "pytorch_model.bin")
+    with pytest.raises(DataError, match="`paft merge` reads safetensors only") as error:
+        merging.run(tiny.spec(base, model__allow_pickle=True))
+    assert "\n" not in str(error.value) and str(error.value).startswith(f"model.source: {base}")

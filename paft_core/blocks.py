@@ -1,0 +1,189 @@
+"""One tensor's merge in blocks of rows, so memory holds a few blocks whatever the tensor's size.
+
+Magnitude thresholds stay exact over the whole tensor, from three passes over each delta's blocks (a block
+of a LoRA ΔW, s·B[rows]·A, costs less to recompute than to keep):
+1. a histogram of the top 16 bits of |x| (the float bits with the sign cleared), and max|x|;
+2. for a threshold inside a bin, a histogram of the low 16 bits of that bin's entries: the two histograms
+   give the k-th largest |x| exactly, in 32,768 + 65,536 counters, never a sort of the tensor;
+3. trim, combine, add to the base, cast and write each block, counting what the report needs.
+The arithmetic is merge.combine's, run on each block (every step after the thresholds is elementwise, and
+DARE's generator is drawn in row order), so the merged weights equal the whole-tensor merge's bit for bit.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+import torch
+
+from paft_core import checkpoint, deltas, merge, report, sparsify
+from paft_core.errors import DataError
+from paft_core.merge import Recipe
+
+BLOCK = 1 << 20  # entries per block (4 MiB of float32): its temporaries stay in the heap and in cache
+LOW_BITS = 1 << 16
+ABS = np.int32(0x7FFFFFFF)  # float32 bits with the sign cleared: |x|, and an int that sorts like it
+
+
+@dataclass(frozen=True)
+class Module:
+    """One base tensor to merge, the deltas that change it (None: this delta leaves it alone)."""
+
+    name: str
+    base: checkpoint.Reader
+    dtype: torch.dtype  # what the merged tensor is written in
+    deltas: tuple
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """Per delta: max|x|, the histogram of |x|'s top 16 bits, and the merge and top-k thresholds."""
+
+    peaks: list[float]
+    highs: list[np.ndarray]
+    trims: list[float]  # the trim's k-th largest |x|; inf keeps nothing (k = 0)
+    tops: list[float]  # the report's top-k cut
+
+
+def run(module: Module, recipe: Recipe, writer: checkpoint.Writer, block: int = BLOCK,
+        keep: bool = False) -> tuple[tuple[dict, dict], torch.Tensor | None]:
+    """Merge one tensor into `writer`; return its report measurement and (if `keep`) the merged ΔW."""
+    entry = module.base.entries[module.name]
+    spans = _spans(entry, block)
+    cuts = _cuts(module, recipe, spans)
+    counts: dict[str, float] = defaultdict(float)
+    merged_whole = torch.empty(entry.shape, dtype=torch.float32) if keep else None
+    generators = [merge.generator(recipe.seed, module.name, index) for index in range(len(module.deltas))]
+    for start, base, values in _blocks(module, spans, with_base=True):
+        merged, kept, magnitudes, tops = _combine(recipe, values, cuts, generators)
+        delta = torch.from_numpy(merged).view(base.shape)
+        total = base.float() + delta
+        written = total.to(module.dtype)
+        writer.write(module.name, written, start)
+        if merged_whole is not None:
+            merged_whole[start:start + len(base)] = delta
+        for key, value in report.block_counts(module.labels, values, magnitudes, kept, tops,
+                                              cuts.peaks).items():
+            counts[key] += value
+        rounded = report.rounding(delta, total, written, base)
+        if rounded is not None:
+            for key, value in report.cast_counts(rounded, kept, module.labels).items():
+                counts[key] += value
+    for first, second in combinations(module.labels, 2):
+        counts[f"{first}_vs_{second}/topk"] = max(1, int(report.TOPK * counts[f"{first}/numel"]))
+    histograms = {label: high.reshape(report.EXPONENTS, -1).sum(1)
+                  for label, high in zip(module.labels, cuts.highs, strict=True)}
+    return (dict(counts), histograms), merged_whole
+
+
+def cast(reader: checkpoint.Reader, name: str, dtype: torch.dtype, writer: checkpoint.Writer,
+         block: int = BLOCK) -> None:
+    """Write a tensor no delta changes in another dtype, a block of rows at a time."""
+    spans = _spans(reader.entries[name], block)
+    for start, stop in spans:
+        writer.write(name, reader.get(name, None if len(spans) == 1 else (start, stop)).to(dtype), start)
+
+
+def _combine(recipe: Recipe, values: list[np.ndarray], cuts: Cuts, generators: list) -> tuple:
+    """One block: the merged delta, kept masks, |x| per delta and the report's top-k masks."""
+    magnitudes = [np.abs(value) for value in values]
+    trimmed = []
+    for value, magnitude, method, density, trim, generator in zip(
+            values, magnitudes, recipe.sparsifiers, recipe.densities, cuts.trims, generators, strict=True):
+        if method == "magnitude" and density < 1:
+            trimmed.append(value * (magnitude >= np.float32(trim)))
+        elif method == "dare" and density < 1:
+            trimmed.append(sparsify.flat(sparsify.dare(torch.from_numpy(value), density, generator)))
+        else:
+            trimmed.append(value)
+    merged, kept = merge.consensus(recipe, np.stack(trimmed))
+    tops = [magnitude >= np.float32(top) for magnitude, top in zip(magnitudes, cuts.tops, strict=True)]
+    return merged, kept, magnitudes, tops
+
+
+def _cuts(module: Module, recipe: Recipe, spans: list[tuple[int, int]]) -> Cuts:
+    """Passes 1 and 2: every delta's max|x|, |x| histogram and exact thresholds over the whole tensor."""
+    count = len(module.deltas)
+    highs = [np.zeros(sparsify.HIGH_BITS, np.int64) for _ in range(count)]
+    peaks = [0.0] * count
+    for _, _, values in _blocks(module, spans):
+        for index, value in enumerate(values):
+            bits = value.view(np.int32) & ABS
+            highs[index] += torch.bincount(torch.from_numpy(bits >> 16), minlength=sparsify.HIGH_BITS).numpy()
+            if bits.size:
+                peaks[index] = max(peaks[index], _as_float(int(bits.max())))
+    numel = int(highs[0].sum())
+    wanted = {}  # (delta, which) → k: the trim's and the report's top-k cut
+    for index, (method, density) in enumerate(zip(recipe.sparsifiers, recipe.densities, strict=True)):
+        wanted[index, 0] = int(density * numel) if method == "magnitude" and density < 1 else 0
+        wanted[index, 1] = int(report.TOPK * numel)
+    found = _thresholds(module, spans, highs, wanted)
+    return Cuts(peaks, highs, [found[index, 0] for index in range(count)],
+                [found[index, 1] for index in range(count)])
+
+
+def _thresholds(module: Module, spans: list[tuple[int, int]], highs: list[np.ndarray],
+                wanted: dict[tuple[int, int], int]) -> dict[tuple[int, int], float]:
+    """The k-th largest |x| for each wanted (delta, k): from the top-bits bin, or one more pass."""
+    found, inside = {}, {}
+    for key, k in wanted.items():
+        if k == 0:
+            found[key] = float("inf")  # keeps nothing, as Magnitudes.top does for k = 0
+            continue
+        high, rank = sparsify.cut(highs[key[0]], k)
+        if rank == highs[key[0]][high]:  # the bin's smallest value: |x| ≥ it ⇔ top bits ≥ the bin
+            found[key] = _as_float(high << 16)
+        else:
+            inside[key] = (high, rank)
+    lows = {(index, high): np.zeros(LOW_BITS, np.int64) for (index, _), (high, _) in inside.items()}
+    if lows:
+        for _, _, values in _blocks(module, spans, only={index for index, _ in lows}):
+            for (index, high), low in lows.items():
+                bits = values[index].view(np.int32) & ABS
+                chosen = bits[(bits >> 16) == high] & 0xFFFF
+                low += torch.bincount(torch.from_numpy(chosen), minlength=LOW_BITS).numpy()
+    for key, (high, rank) in inside.items():
+        found[key] = _as_float(high << 16 | sparsify.cut(lows[key[0], high], rank)[0])
+    return found
+
+
+def _blocks(module: Module, spans: list[tuple[int, int]], with_base: bool = False,
+            only: set[int] | None = None) -> Iterator[tuple[int, torch.Tensor | None, list[np.ndarray]]]:
+    """(first row, base rows, each delta's rows flat in float32) per block; zeros for an absent delta."""
+    entry = module.base.entries[module.name]
+    whole = len(spans) == 1
+    full = any(isinstance(delta, deltas.FullDelta) for delta in module.deltas)
+    for start, stop in spans:
+        base = (module.base.get(module.name, None if whole else (start, stop)) if with_base or full
+                else None)
+        size = (stop - start) * _columns(entry)
+        values = []
+        for index, delta in enumerate(module.deltas):
+            if delta is None or (only is not None and index not in only):
+                values.append(np.zeros(size, np.float32))
+                continue
+            value = sparsify.flat(delta.rows(module.name, start, stop, base))
+            if isinstance(delta, deltas.FullDelta) and not np.isfinite(value).all():
+                raise DataError(f"{delta.path}: delta '{delta.label}' holds NaN or Inf in {module.name}")
+            values.append(value)
+        yield start, base, values
+
+
+def _spans(entry: checkpoint.Entry, block: int) -> list[tuple[int, int]]:
+    """Row ranges of about `block` entries each (at least one row)."""
+    per_block = max(1, block // max(1, _columns(entry)))
+    return [(start, min(start + per_block, entry.rows)) for start in range(0, entry.rows, per_block)]
+
+
+def _columns(entry: checkpoint.Entry) -> int:
+    """Entries per row."""
+    return entry.nbytes // checkpoint.DTYPES[entry.dtype].itemsize // max(1, entry.rows)
+
+
+def _as_float(bits: int) -> float:
+    """The float32 whose bits are `bits`."""
+    return float(np.array(bits, np.int32).view(np.float32))
+
