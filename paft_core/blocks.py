@@ -6,11 +6,11 @@ of a LoRA ΔW, s·B[rows]·A, costs less to recompute than to keep):
 2. for a threshold inside a bin, a histogram of the low 16 bits of that bin's entries: the two histograms
    give the k-th largest |x| exactly, in 32,768 + 65,536 counters, never a sort of the tensor;
 3. trim, combine, add to the base, cast and write each block, counting what the report needs.
-The arithmetic is merge.combine's, run on each block (every step after the thresholds is elementwise, and
-DARE's generator is drawn in row order), so the merged weights equal the whole-tensor merge's bit for bit.
+Pass 3 runs in kernels.py's fused loops, which repeat merge.combine's float32 arithmetic in its order (every
+step after the thresholds is elementwise, and DARE's generator is drawn in row order), so the merged weights
+equal the whole-tensor merge's bit for bit.
 """
 
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import combinations
@@ -18,13 +18,13 @@ from itertools import combinations
 import numpy as np
 import torch
 
-from paft_core import checkpoint, deltas, merge, report, sparsify
+from paft_core import checkpoint, deltas, kernels, merge, report, sparsify
 from paft_core.errors import DataError
 from paft_core.merge import Recipe
+from paft_core.sparsity import REL_THRESHOLDS
 
 BLOCK = 1 << 20  # entries per block (4 MiB of float32): its temporaries stay in the heap and in cache
 LOW_BITS = 1 << 16
-ABS = np.int32(0x7FFFFFFF)  # float32 bits with the sign cleared: |x|, and an int that sorts like it
 
 
 @dataclass(frozen=True)
@@ -54,29 +54,29 @@ def run(module: Module, recipe: Recipe, writer: checkpoint.Writer, block: int = 
     entry = module.base.entries[module.name]
     spans = _spans(entry, block)
     cuts = _cuts(module, recipe, spans)
-    counts: dict[str, float] = defaultdict(float)
+    settings = _settings(recipe, cuts)
+    _, _, first_cast, size = kernels.layout(len(module.labels), len(REL_THRESHOLDS))
+    counts, cast_counted = np.zeros(size), False
     merged_whole = torch.empty(entry.shape, dtype=torch.float32) if keep else None
     generators = [merge.generator(recipe.seed, module.name, index) for index in range(len(module.deltas))]
     for start, base, values in _blocks(module, spans, with_base=True):
-        merged, kept, magnitudes, tops = _combine(recipe, values, cuts, generators)
-        delta = torch.from_numpy(merged).view(base.shape)
-        total = base.float() + delta
-        written = total.to(module.dtype)
+        stacked = np.stack(values)
+        merged, total = np.empty((2, stacked.shape[1]), np.float32)
+        kept = np.empty(stacked.shape, np.bool_)
+        kernels.combine(stacked, _dropped(recipe, values, generators), *settings, sparsify.flat(base), merged,
+                        total, kept, counts)
+        written = torch.from_numpy(total).view(base.shape).to(module.dtype)
         writer.write(module.name, written, start)
         if merged_whole is not None:
-            merged_whole[start:start + len(base)] = delta
-        for key, value in report.block_counts(module.labels, values, magnitudes, kept, tops,
-                                              cuts.peaks).items():
-            counts[key] += value
-        rounded = report.rounding(delta, total, written, base)
-        if rounded is not None:
-            for key, value in report.cast_counts(rounded, kept, module.labels).items():
-                counts[key] += value
-    for first, second in combinations(module.labels, 2):
-        counts[f"{first}_vs_{second}/topk"] = max(1, int(report.TOPK * counts[f"{first}/numel"]))
+            merged_whole[start:start + len(base)] = torch.from_numpy(merged).view(base.shape)
+        if written.dtype not in (torch.float32, torch.float64):  # a float32 output rounds nothing away
+            shift = _base_rounding(base, written.dtype)
+            kernels.cast_counts(merged, total, sparsify.flat(written), shift, kept, counts, first_cast)
+            cast_counted = True
     histograms = {label: high.reshape(report.EXPONENTS, -1).sum(1)
                   for label, high in zip(module.labels, cuts.highs, strict=True)}
-    return (dict(counts), histograms), merged_whole
+    numel = int(cuts.highs[0].sum())
+    return (_named(module.labels, counts, numel, cast_counted), histograms), merged_whole
 
 
 def cast(reader: checkpoint.Reader, name: str, dtype: torch.dtype, writer: checkpoint.Writer,
@@ -87,21 +87,65 @@ def cast(reader: checkpoint.Reader, name: str, dtype: torch.dtype, writer: check
         writer.write(name, reader.get(name, None if len(spans) == 1 else (start, stop)).to(dtype), start)
 
 
-def _combine(recipe: Recipe, values: list[np.ndarray], cuts: Cuts, generators: list) -> tuple:
-    """One block: the merged delta, kept masks, |x| per delta and the report's top-k masks."""
-    magnitudes = [np.abs(value) for value in values]
-    trimmed = []
-    for value, magnitude, method, density, trim, generator in zip(
-            values, magnitudes, recipe.sparsifiers, recipe.densities, cuts.trims, generators, strict=True):
-        if method == "magnitude" and density < 1:
-            trimmed.append(value * (magnitude >= np.float32(trim)))
-        elif method == "dare" and density < 1:
-            trimmed.append(sparsify.flat(sparsify.dare(torch.from_numpy(value), density, generator)))
-        else:
-            trimmed.append(value)
-    merged, kept = merge.consensus(recipe, np.stack(trimmed))
-    tops = [magnitude >= np.float32(top) for magnitude, top in zip(magnitudes, cuts.tops, strict=True)]
-    return merged, kept, magnitudes, tops
+def _settings(recipe: Recipe, cuts: Cuts) -> tuple:
+    """kernels.combine's recipe arguments, from `dropping` to `cuts`: float32 scalars and per-delta arrays."""
+    chosen = list(zip(recipe.sparsifiers, recipe.densities, strict=True))
+    dropping = np.array([method == "dare" and density < 1 for method, density in chosen])
+    trimming = np.array([method == "magnitude" and density < 1 for method, density in chosen])
+    kinds = {"ties": kernels.TIES, "sum": kernels.SUM, "mean": kernels.MEAN}
+    consensus = kinds[merge.METHODS[recipe.method][1]]
+    # numpy compares float32 entries with a Python float cut as float32 (NEP 50): so do the kernels
+    rel_cuts = np.array([[rel * peak for rel in REL_THRESHOLDS] for peak in cuts.peaks], np.float32)
+    return (dropping, trimming, np.array(cuts.trims, np.float32), np.array(recipe.weights, np.float32),
+            consensus, recipe.majority_sign == "total", np.float32(sum(recipe.weights)),
+            np.float32(recipe.scale), np.array(cuts.tops, np.float32),
+            rel_cuts.reshape(len(cuts.peaks), len(REL_THRESHOLDS)))
+
+
+def _base_rounding(base: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    """What casting the base alone to `dtype` rounds away: not the delta's loss (empty: nothing cast)."""
+    if base.dtype == dtype:
+        return np.empty(0, np.float32)
+    return sparsify.flat(base.float() - base.to(dtype).float())
+
+
+def _dropped(recipe: Recipe, values: list[np.ndarray], generators: list) -> np.ndarray:
+    """DARE's output per delta (rows of zeros for the others); empty when no delta uses DARE."""
+    chosen = [method == "dare" and density < 1
+              for method, density in zip(recipe.sparsifiers, recipe.densities, strict=True)]
+    if not any(chosen):
+        return np.empty((len(values), 0), np.float32)
+    return np.stack([sparsify.flat(sparsify.dare(torch.from_numpy(value), density, generator)) if use
+                     else np.zeros_like(value)
+                     for value, density, generator, use in zip(values, recipe.densities, generators, chosen,
+                                                               strict=True)])
+
+
+def _named(labels: tuple[str, ...], counts: np.ndarray, numel: int, cast: bool) -> dict[str, float]:
+    """The kernels' counts array as the report's named raw sums."""
+    stride, pairs, _, _ = kernels.layout(len(labels), len(REL_THRESHOLDS))
+    named: dict[str, float] = {}
+    for index, label in enumerate(labels):
+        nonzero, l1, l2sq, kept, kept_l1, *above = counts[index * stride:(index + 1) * stride]
+        named.update({f"{label}/numel": numel, f"{label}/nonzero": int(nonzero), f"{label}/l1": float(l1),
+                      f"{label}/l2sq": float(l2sq), f"{label}/kept": int(kept),
+                      f"{label}/kept_l1": float(kept_l1)})
+        named.update({f"{label}/above_rel{rel:g}": int(count)
+                      for rel, count in zip(REL_THRESHOLDS, above, strict=True)})
+    slot = pairs
+    for first, second in combinations(labels, 2):
+        both, conflicts, dot, shared = counts[slot:slot + kernels.PER_PAIR]
+        pair = f"{first}_vs_{second}"
+        named.update({f"{pair}/both": int(both), f"{pair}/conflicts": int(conflicts),
+                      f"{pair}/dot": float(dot), f"{pair}/topk_shared": int(shared),
+                      f"{pair}/topk": max(1, int(report.TOPK * numel))})
+        slot += kernels.PER_PAIR
+    if cast:
+        named.update({"cast/l1": float(counts[slot]), "cast/lost_l1": float(counts[slot + 1])})
+        for index, label in enumerate(labels):
+            named.update({f"{label}/cast_l1": float(counts[slot + 2 + 2 * index]),
+                          f"{label}/cast_lost_l1": float(counts[slot + 3 + 2 * index])})
+    return named
 
 
 def _cuts(module: Module, recipe: Recipe, spans: list[tuple[int, int]]) -> Cuts:
@@ -111,10 +155,8 @@ def _cuts(module: Module, recipe: Recipe, spans: list[tuple[int, int]]) -> Cuts:
     peaks = [0.0] * count
     for _, _, values in _blocks(module, spans):
         for index, value in enumerate(values):
-            bits = value.view(np.int32) & ABS
-            highs[index] += torch.bincount(torch.from_numpy(bits >> 16), minlength=sparsify.HIGH_BITS).numpy()
-            if bits.size:
-                peaks[index] = max(peaks[index], _as_float(int(bits.max())))
+            peak = kernels.high_histogram(value.view(np.int32), highs[index])
+            peaks[index] = max(peaks[index], _as_float(peak))
     numel = int(highs[0].sum())
     wanted = {}  # (delta, which) → k: the trim's and the report's top-k cut
     for index, (method, density) in enumerate(zip(recipe.sparsifiers, recipe.densities, strict=True)):
@@ -142,9 +184,7 @@ def _thresholds(module: Module, spans: list[tuple[int, int]], highs: list[np.nda
     if lows:
         for _, _, values in _blocks(module, spans, only={index for index, _ in lows}):
             for (index, high), low in lows.items():
-                bits = values[index].view(np.int32) & ABS
-                chosen = bits[(bits >> 16) == high] & 0xFFFF
-                low += torch.bincount(torch.from_numpy(chosen), minlength=LOW_BITS).numpy()
+                kernels.low_histogram(values[index].view(np.int32), high, low)
     for key, (high, rank) in inside.items():
         found[key] = _as_float(high << 16 | sparsify.cut(lows[key[0], high], rank)[0])
     return found

@@ -124,7 +124,7 @@ def _delta_counts(magnitude: np.ndarray, mask: np.ndarray, peak: float) -> dict[
     """Raw sums for one delta over a block (kept masks never hold zeros of the delta)."""
     counts = {"numel": magnitude.size, "nonzero": int(np.count_nonzero(magnitude)),
               "l1": _total(magnitude), "l2sq": float(np.dot(magnitude, magnitude)),
-              "kept": int(np.count_nonzero(mask)), "kept_l1": float(np.sum(magnitude, where=mask))}
+              "kept": int(np.count_nonzero(mask)), "kept_l1": _masked_total(magnitude, mask)}
     for rel in REL_THRESHOLDS:
         counts[f"above_rel{rel:g}"] = int(np.count_nonzero(magnitude > rel * peak))
     return counts
@@ -139,9 +139,14 @@ def cast_counts(rounded: Rounding, kept: list[np.ndarray], labels: list[str]) ->
     counts = {"cast/l1": _total(rounded.merged), "cast/lost_l1": _total(rounded.lost)}
     for label, mask in zip(labels, kept, strict=True):
         chosen = mask & alone
-        counts[f"{label}/cast_l1"] = float(np.sum(rounded.merged, where=chosen))
-        counts[f"{label}/cast_lost_l1"] = float(np.sum(rounded.lost, where=chosen))
+        counts[f"{label}/cast_l1"] = _masked_total(rounded.merged, chosen)
+        counts[f"{label}/cast_lost_l1"] = _masked_total(rounded.lost, chosen)
     return counts
+
+
+def _masked_total(values: np.ndarray, mask: np.ndarray) -> float:
+    """Sum of the entries under a boolean mask (a dot with the mask as floats: numpy's `where=` is slower)."""
+    return float(np.dot(values, mask.astype(np.float32)))
 
 
 def _total(values: np.ndarray) -> float:

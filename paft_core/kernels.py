@@ -1,0 +1,237 @@
+"""The merge's per-block arithmetic as fused loops: one pass over a block where numpy makes about forty.
+
+Compiled by numba on first use and cached beside this file. Every float32 operation is merge.combine's, in
+the same order (trim, sign election, weighted sum from the first delta on, division, λ), so the merged
+weights are bit-identical to the whole-tensor numpy merge; the report's sums accumulate in float64.
+`nogil`: the merge's worker threads run these loops in parallel.
+"""
+
+import numba
+import numpy as np
+
+TIES, SUM, MEAN = 0, 1, 2  # consensus
+PER_DELTA = 5  # nonzero, l1, l2sq, kept, kept_l1; then one count per relative threshold
+PER_PAIR = 4  # both, conflicts, dot, topk_shared
+CHUNK = 1024  # entries per inner pass: a chunk of every delta stays in the L1 cache
+
+
+def layout(deltas: int, thresholds: int) -> tuple[int, int, int, int]:
+    """The counts array's per-delta stride, first pair slot, first cast slot, and size."""
+    stride = PER_DELTA + thresholds
+    pairs = deltas * stride
+    cast = pairs + deltas * (deltas - 1) // 2 * PER_PAIR
+    return stride, pairs, cast, cast + 2 + 2 * deltas
+
+
+@numba.njit(nogil=True, cache=True)
+def high_histogram(bits: np.ndarray, histogram: np.ndarray) -> int:
+    """Count |x|'s top 16 bits (float32 bits, sign cleared) into `histogram`; return max|x|'s bits."""
+    peak = 0
+    for index in range(bits.size):
+        value = bits[index] & 0x7FFFFFFF
+        histogram[value >> 16] += 1
+        peak = max(peak, value)
+    return peak
+
+
+@numba.njit(nogil=True, cache=True)
+def low_histogram(bits: np.ndarray, high: int, histogram: np.ndarray) -> None:
+    """Count the low 16 bits of the entries whose |x| has top bits `high`."""
+    for index in range(bits.size):
+        value = bits[index] & 0x7FFFFFFF
+        if value >> 16 == high:
+            histogram[value & 0xFFFF] += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def combine(values, dropped, dropping, trimming, trims, weights, consensus, by_total, divisor, scale, tops,
+            cuts, base, merged, total, kept, counts):
+    """One block: merged = λ·consensus(trimmed deltas), total = base + merged, kept masks, report sums.
+
+    values: float32[k, n]; dropped[j]: DARE's output, used where dropping[j]; trimming[j]: keep |x| ≥ trims[j]
+    only; tops[j]: the report's top-k cut; cuts[j, r]: the relative-threshold cuts; divisor: Σw for the mean.
+    Works in chunks that stay in the L1 cache, each loop with its own register accumulators.
+    """
+    deltas, size = values.shape
+    stride = PER_DELTA + cuts.shape[1]
+    trimmed = np.empty((deltas, CHUNK), np.float32)
+    for begin in range(0, size, CHUNK):
+        end = min(begin + CHUNK, size)
+        length = end - begin
+        for j in range(deltas):
+            chosen = dropped[j, begin:end] if dropping[j] else values[j, begin:end]
+            _trim(values[j, begin:end], chosen, trimming[j], dropping[j], trims[j], trimmed[j, :length])
+            _delta_sums(values[j, begin:end], cuts[j], counts[j * stride:(j + 1) * stride])
+        _consensus(trimmed[:, :length], weights, consensus, by_total, divisor, scale, base[begin:end],
+                   merged[begin:end], total[begin:end], kept[:, begin:end])
+        slot = deltas * stride
+        for i in range(deltas):
+            _kept_sums(values[i, begin:end], kept[i, begin:end], counts[i * stride + 3:i * stride + 5])
+            for j in range(i + 1, deltas):
+                _pair_sums(values[i, begin:end], values[j, begin:end], tops[i], tops[j],
+                           counts[slot:slot + PER_PAIR])
+                slot += PER_PAIR
+
+
+@numba.njit(nogil=True, cache=True)
+def cast_counts(merged, total, written, shift, kept, counts, first):
+    """Sums of |m| and of |lost| = |total − written (− shift)|, overall and where one delta alone fed m."""
+    deltas, size = kept.shape
+    lost = np.empty(CHUNK, np.float32)
+    alone = np.empty(CHUNK, np.int32)
+    for begin in range(0, size, CHUNK):
+        end = min(begin + CHUNK, size)
+        _lost(total[begin:end], written[begin:end], shift[begin:end] if shift.size else shift, lost)
+        _feeders(kept[:, begin:end], alone)
+        _cast_sums(merged[begin:end], lost, alone, counts[first:first + 2 + 2 * deltas])
+
+
+@numba.njit(nogil=True)
+def _trim(values, dropped, trimming, dropping, trim, out):
+    """Each entry as its sparsifier leaves it: magnitude trim (x·[|x| ≥ t], as numpy does), DARE, keep."""
+    one, zero = np.float32(1), np.float32(0)
+    for index in range(out.size):
+        value = values[index]
+        if trimming:
+            value = value * (one if abs(value) >= trim else zero)
+        elif dropping:
+            value = dropped[index]
+        out[index] = value
+
+
+@numba.njit(nogil=True)
+def _consensus(trimmed, weights, consensus, by_total, divisor, scale, base, merged, total, kept):
+    """merge.consensus on a chunk, in its float32 order; total = base + merged.
+
+    Delta by delta over the whole chunk, without branches, so that the loops vectorise.
+    """
+    deltas, size = trimmed.shape
+    zero = np.float32(0)
+    result = np.empty(size, np.float32)
+    if consensus == TIES:
+        election = np.empty(size, np.float32)
+        agreeing = np.zeros(size, np.int32)
+        for j in range(deltas):
+            for index in range(size):
+                vote = trimmed[j, index] if by_total else _sign(trimmed[j, index])
+                election[index] = vote if j == 0 else election[index] + vote
+        for j in range(deltas):
+            for index in range(size):
+                value = trimmed[j, index]
+                positive = election[index] >= zero
+                chosen = ((value > zero) & positive) | ((value < zero) & (not positive))
+                kept[j, index] = chosen
+                agreeing[index] += chosen
+                part = (value * weights[j]) * np.float32(chosen)
+                result[index] = part if j == 0 else result[index] + part
+        for index in range(size):
+            result[index] = result[index] / np.float32(max(agreeing[index], np.int32(1)))
+    else:
+        for j in range(deltas):
+            for index in range(size):
+                kept[j, index] = trimmed[j, index] != zero
+                part = trimmed[j, index] * weights[j]
+                result[index] = part if j == 0 else result[index] + part
+        if consensus == MEAN:
+            for index in range(size):
+                result[index] = result[index] / divisor
+    for index in range(size):
+        merged[index] = result[index] * scale
+        total[index] = base[index] + merged[index]
+
+
+@numba.njit(nogil=True, fastmath={"reassoc", "contract"})
+def _delta_sums(values, cuts, counts):
+    """Non-zeros, L1, squared L2 and counts above each relative cut, of one delta's chunk."""
+    nonzero, l1, l2sq = 0, 0.0, 0.0
+    for index in range(values.size):
+        magnitude = np.float64(abs(values[index]))
+        nonzero += magnitude != 0
+        l1 += magnitude
+        l2sq += magnitude * magnitude
+    counts[0] += nonzero
+    counts[1] += l1
+    counts[2] += l2sq
+    for r in range(cuts.size):
+        above = 0
+        for index in range(values.size):
+            above += abs(values[index]) > cuts[r]
+        counts[PER_DELTA + r] += above
+
+
+@numba.njit(nogil=True, fastmath={"reassoc", "contract"})
+def _kept_sums(values, kept, counts):
+    """How many entries of one delta reached the merge, and their L1 mass."""
+    count, mass = 0, 0.0
+    for index in range(values.size):
+        count += kept[index]
+        mass += np.float64(abs(values[index])) * kept[index]  # a product, not a branch: masks are random
+    counts[0] += count
+    counts[1] += mass
+
+
+@numba.njit(nogil=True, fastmath={"reassoc", "contract"})
+def _pair_sums(first, second, first_top, second_top, counts):
+    """Entries both deltas change, of opposite signs, their dot product and shared top-k entries."""
+    both, conflicts, dot, shared = 0, 0, 0.0, 0
+    zero = np.float32(0)
+    for index in range(first.size):
+        product = first[index] * second[index]
+        both += product != zero
+        conflicts += product < zero
+        dot += np.float64(first[index]) * np.float64(second[index])
+        shared += (abs(first[index]) >= first_top) & (abs(second[index]) >= second_top)
+    counts[0] += both
+    counts[1] += conflicts
+    counts[2] += dot
+    counts[3] += shared
+
+
+@numba.njit(nogil=True)
+def _lost(total, written, shift, out):
+    """|what the cast lost of the merged delta| per entry, as report.rounding computes it."""
+    for index in range(total.size):
+        lost = total[index] - written[index]
+        if shift.size:
+            lost = lost - shift[index]
+        out[index] = abs(lost)
+
+
+@numba.njit(nogil=True)
+def _feeders(kept, alone):
+    """Per entry, the one delta that fed it, or -1 (none or several)."""
+    deltas, size = kept.shape
+    feeders = np.zeros(size, np.int32)
+    for j in range(deltas):
+        for index in range(size):
+            feeders[index] += kept[j, index]
+            alone[index] = j if kept[j, index] else alone[index]
+    for index in range(size):
+        alone[index] = alone[index] if feeders[index] == 1 else -1
+
+
+@numba.njit(nogil=True, fastmath={"reassoc", "contract"})
+def _cast_sums(merged, lost, alone, counts):
+    """Σ|m| and Σ|lost| overall, then per delta over the entries it alone fed."""
+    size = merged.size
+    mass, lost_mass = 0.0, 0.0
+    for index in range(size):
+        mass += np.float64(abs(merged[index]))
+        lost_mass += np.float64(lost[index])
+    counts[0] += mass
+    counts[1] += lost_mass
+    for j in range((counts.size - 2) // 2):
+        mass, lost_mass = 0.0, 0.0
+        for index in range(size):
+            mine = alone[index] == j
+            mass += np.float64(abs(merged[index])) * mine
+            lost_mass += np.float64(lost[index]) * mine
+        counts[2 + 2 * j] += mass
+        counts[3 + 2 * j] += lost_mass
+
+
+@numba.njit(inline="always")
+def _sign(value):
+    """np.sign on float32: ±1, 0, NaN for NaN."""
+    sign = np.float32(value > 0) - np.float32(value < 0)
+    return value if value != value else sign
