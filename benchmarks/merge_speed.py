@@ -3,6 +3,11 @@
 Usage (from the repo root, after `make run` has set up .venv; SmolLM2-135M, the embedded default):
 
     .venv/bin/python benchmarks/merge_speed.py --repeats 3 --peft-repeats 1
+    .venv/bin/python benchmarks/merge_speed.py --size 1.7b --repeats 2
+
+`--size 1.7b` or `7b`: a synthetic bf16 Llama checkpoint of that shape with two rank-16 adapters, built shard
+by shard under .bench/ (merge_scale.py) and deleted afterwards (3.4 GB and 14.5 GB of disk); there peft is
+skipped (it holds the model in float32 several times over: more memory than this machine has).
 
 Three subjects, each in a fresh process, measured in the same run, in turn:
 - floor: read the base checkpoint and write one of the same size (safetensors load_file + save_file);
@@ -32,12 +37,18 @@ SUBJECTS = ("floor", "paft", "peft")
 def main() -> None:
     """Prepare the adapters once, run every subject `repeats` times in turn, print a Markdown table."""
     args = _arguments()
-    with tempfile.TemporaryDirectory() as scratch:
+    (ROOT / ".bench").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ROOT / ".bench") as scratch:
         scratch = Path(scratch)
-        _child_python(["prepare", str(scratch)])
-        runs = {subject: [] for subject in SUBJECTS}
+        if args.size == "135m":
+            _child_python(["prepare", str(scratch)])
+            subjects = SUBJECTS
+        else:
+            _prepare_synthetic(args.size, scratch)
+            subjects = SUBJECTS[:2]
+        runs = {subject: [] for subject in subjects}
         for repeat in range(args.repeats):
-            for subject in SUBJECTS:
+            for subject in subjects:
                 if subject == "peft" and repeat >= args.peft_repeats:
                     continue  # the slow reference: fewer repeats
                 runs[subject].append(_measure(subject, scratch, repeat))
@@ -46,10 +57,21 @@ def main() -> None:
     _print_table(runs, base_mib)
 
 
+def _prepare_synthetic(size: str, scratch: Path) -> None:
+    """merge_scale.py's checkpoint, adapters and spec, and the base's size for the table."""
+    script = str(ROOT / "benchmarks" / "merge_scale.py")
+    subprocess.run([sys.executable, script, "prepare", size, str(scratch)], check=True, cwd=ROOT,
+                   env=_environment())
+    sizes = {"base_bytes": sum(path.stat().st_size for path in (scratch / "base").glob("*.safetensors"))}
+    (scratch / "merge.json").write_text(json.dumps(sizes))
+
+
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peft-repeats", type=int, default=1, help="repeats of the slow peft path")
+    parser.add_argument("--size", choices=("135m", "1.7b", "7b"), default="135m",
+                        help="SmolLM2-135M itself, or a synthetic bf16 checkpoint of that shape")
     return parser.parse_args()
 
 
@@ -60,6 +82,9 @@ def _measure(subject: str, scratch: Path, repeat: int) -> dict[str, float]:
     if subject == "paft":  # the command itself, as a user runs it
         command = [sys.executable, "-m", "paft_core.cli", "merge", str(scratch / "merge.yaml"), "--out",
                    str(out)]
+    elif (scratch / "base").is_dir():  # a synthetic checkpoint: read and write its shards
+        script = str(ROOT / "benchmarks" / "merge_scale.py")
+        command = [sys.executable, script, "floor", str(scratch / "base"), str(out)]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=_environment())
     peaks = [0]
@@ -119,10 +144,13 @@ def _print_table(runs: dict[str, list[dict[str, float]]], base_mib: float) -> No
     for subject, row in median.items():
         print(f"| {subject} | {row['wall']:.2f} | {row['work']:.2f} | {row['rss']:.0f} "
               f"| {row['tree_rss']:.0f} |")
-    floor, paft, peft = (median[subject] for subject in SUBJECTS)
+    floor, paft = median["floor"], median["paft"]
     print(f"\npaft / floor: wall {paft['wall'] / floor['wall']:.2f}×, "
           f"work {paft['work'] / floor['work']:.2f}×")
-    print(f"peft / paft: wall {peft['wall'] / paft['wall']:.2f}×, work {peft['work'] / paft['work']:.2f}×")
+    if "peft" in median:
+        peft = median["peft"]
+        print(f"peft / paft: wall {peft['wall'] / paft['wall']:.2f}×, "
+              f"work {peft['work'] / paft['work']:.2f}×")
     print(f"paft peak RSS / base checkpoint ({base_mib:.0f} MiB): {paft['rss'] / base_mib:.2f}×, "
           f"with its MLflow helper {paft['tree_rss'] / base_mib:.2f}×")
     print(f"runs: {', '.join(f'{subject} {len(rows)}' for subject, rows in runs.items())}")

@@ -141,7 +141,7 @@ class MergeSpec(Spec):
     weights: list[float] | None = None  # one per delta; None: 1.0 each
     density: float | list[float] = 0.5  # fraction of each delta kept by magnitude or DARE; one or per delta
     sparsify: list[Sparsifier] | None = None  # per delta; "method": what the method does, "keep": as trained
-    lambda_: float = Field(1.0, alias="lambda")  # global scale of the merged delta
+    lambda_: float = Field(1.0, alias="lambda", gt=0)  # scale of the merged delta (negate with weights)
     majority_sign: Literal["total", "frequency"] = "total"  # TIES sign election
     seed: int = 0  # DARE's random drop
     lora_rank: int | None = Field(None, ge=1)  # also export the merged delta as a LoRA of this rank
@@ -276,8 +276,17 @@ def load_config(path: str | Path, schema: type[Spec] = PipelineRun) -> Spec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    data = path.read_bytes()
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: byte 0x{data[err.start]:02x} is not UTF-8; save the spec as "
+                          "UTF-8 text") from None
+    if not text.strip() or all(line.lstrip().startswith("#") for line in text.splitlines() if line.strip()):
+        raise ConfigError(f"{path}: the spec is empty; write `{{}}` to run every default (the embedded demo)")
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
     if not isinstance(raw, dict):

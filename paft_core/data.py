@@ -78,12 +78,12 @@ def _read(spec: DataSpec, kind: Kind) -> tuple[str, list[dict]]:
 def _read_file(path: Path) -> list[dict]:
     if path.suffix == ".jsonl":
         rows = []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
+        for number, line in enumerate(_text(path).splitlines(), start=1):
             if line.strip():
                 rows.append(_parse_json(line, f"{_relative(path)}: line {number}"))
         return rows
     if path.suffix == ".json":
-        rows = _parse_json(path.read_text(), _relative(path))
+        rows = _parse_json(_text(path), _relative(path))
         if not isinstance(rows, list):
             raise DataError(f"{_relative(path)}: expected a JSON list of rows")
         return rows
@@ -93,6 +93,18 @@ def _read_file(path: Path) -> list[dict]:
         return pq.read_table(path).to_pylist()
     except Exception as err:  # pyarrow raises several types for corrupt files
         raise DataError(f"{_relative(path)}: not a readable parquet file ({err})") from None
+
+
+def _text(path: Path) -> str:
+    """A JSON or JSON Lines file's text; bytes that are not UTF-8 (parquet under another name…): one line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        kind = "a parquet file; name it .parquet" if data.startswith(b"PAR1") else "not UTF-8 text"
+        raise DataError(f"{_relative(path)}: line {line}: byte 0x{data[err.start]:02x}: the file is {kind}"
+                        ) from None
 
 
 def _parse_json(text: str, where: str) -> object:

@@ -35,6 +35,20 @@ CONV1D_LAYERS = ("c_attn", "q_attn", "c_proj", "c_fc")
 EMBEDDING_LAYERS = ("embed_tokens", "lm_head", "wte")
 
 
+def canonicalize_adapter_config(folder: Path) -> None:
+    """Rewrite a saved adapter_config.json with sorted keys and sorted name lists.
+
+    peft writes `target_modules` from a set, whose order changes between processes: without this, two
+    byte-identical adapters trained in two processes would get different fingerprints, stage keys and caches.
+    """
+    path = Path(folder) / ADAPTER_CONFIG
+    config = json.loads(path.read_text())
+    for key in ("target_modules", "exclude_modules"):
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 class Delta(Protocol):
     """What a merge needs from a delta, whatever it was trained as."""
 

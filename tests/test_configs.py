@@ -51,6 +51,7 @@ def write(tmp_path, text: str) -> Path:
     ("preference: {loss_type: [robust], label_smoothing: 0.5}", "preference.label_smoothing",
      "less than 0.5"),
     ("preference: {loss_type: []}", "preference.loss_type", "at least 1 item"),
+    ("merge: {lambda: -1}", "merge.lambda", "greater than 0"),
 ])
 def test_bad_field_is_named(tmp_path, text, field, hint):
     with pytest.raises(ConfigError) as err:
@@ -71,6 +72,23 @@ def test_malformed_yaml_is_one_line(tmp_path, text, hint):
     with pytest.raises(ConfigError, match=hint) as err:
         load_config(write(tmp_path, text))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("content, hint", [
+    (b"", "the spec is empty; write `{}`"),
+    (b"# only a comment\n\n", "the spec is empty"),
+    (b"model:\n  source: caf\xe9\n", "line 2: byte 0xe9 is not UTF-8"),
+])
+def test_empty_or_undecodable_spec_is_one_line(tmp_path, content, hint):
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert hint in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_explicit_empty_mapping_is_the_demo(tmp_path):
+    assert load_config(write(tmp_path, "{}")) == PipelineRun()
 
 
 def test_missing_config_file(tmp_path):

@@ -14,7 +14,7 @@ import torch
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback
 
-from paft_core import data, models, stage, tracking
+from paft_core import data, deltas, models, stage, tracking
 from paft_core.config import LoraSpec, ModelSpec, PipelineRun, TrainSpec
 
 Branch = Literal["sft", "preference"]
@@ -43,12 +43,18 @@ def run_branch(spec: PipelineRun, branch: Branch, build: BuildTrainer, out: Path
         model, tokenizer = load_base(base.path, spec.model, branch_spec.train)
         trainer = build(branch_spec, model, tokenizer, dataset.dataset, out / "checkpoints", list(callbacks))
         trainer.train(resume_from_checkpoint=checkpoint)
-        adapter = stage.publish(out, "adapter", trainer.save_model)
+        adapter = stage.publish(out, "adapter", lambda folder: _save_adapter(trainer, folder))
         trainer.state.save_to_json(str(out / "trainer_state.json"))
         tracking.log_folder(adapter, "adapter")
         stage.finish(out, {"run_id": run_id, "adapter": "adapter", "global_step": trainer.state.global_step,
                            "resumed_from": tags["paft.resumed_from"]})
     return out
+
+
+def _save_adapter(trainer: Trainer, folder: Path) -> None:
+    """The trained adapter, its config written the same way in every process."""
+    trainer.save_model(folder)
+    deltas.canonicalize_adapter_config(folder)
 
 
 def last_whole_checkpoint(folder: Path) -> str | None:

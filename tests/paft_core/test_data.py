@@ -109,6 +109,19 @@ def test_malformed_json_line_is_named(tmp_path):
         data.load(DataSpec(source=str(path)), "sft")
 
 
+@pytest.mark.parametrize("content, expected", [
+    (b'{"prompt": "a", "completion": "b"}\n{"prompt": "caf\xe9", "completion": "b"}\n',
+     "rows.jsonl: line 2: byte 0xe9: the file is not UTF-8 text"),
+    (b"PAR1\x15\x04\x15\xa0\x01", "rows.jsonl: line 1: byte 0xa0: the file is a parquet file; name it"),
+])
+def test_bytes_that_are_not_text_are_one_line_naming_the_line(tmp_path, content, expected):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as err:
+        data.load(DataSpec(source=str(path)), "sft")
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
 def test_missing_file_and_unknown_format(tmp_path):
     with pytest.raises(DataError, match="data file not found"):
         data.load(DataSpec(source=str(tmp_path / "absent.jsonl")), "sft")

@@ -93,3 +93,18 @@ def test_nan_in_an_adapter_is_refused_before_merging(tiny_base, tmp_path):
 def test_a_folder_that_is_no_delta_is_named(tiny_base, tmp_path):
     with pytest.raises(DataError, match="neither a PEFT adapter"):
         deltas.open_delta(tmp_path, "x", Reader(tiny_base))
+
+
+def test_adapter_configs_saved_in_two_processes_are_byte_identical(tmp_path):
+    """peft writes target_modules from a set: its order differs between processes, the stage key must not."""
+    config = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "exclude_modules": None}
+    written = []
+    orders = {"first": ["q_proj", "v_proj", "down_proj"], "second": ["down_proj", "q_proj", "v_proj"]}
+    for name, order in orders.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / deltas.ADAPTER_CONFIG).write_text(json.dumps({**config, "target_modules": order}))
+        deltas.canonicalize_adapter_config(folder)
+        written.append((folder / deltas.ADAPTER_CONFIG).read_bytes())
+    assert written[0] == written[1]
+    assert json.loads(written[0]) == {**config, "target_modules": ["down_proj", "q_proj", "v_proj"]}
