@@ -27,6 +27,7 @@ DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF1
           "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
 CODES = {dtype: code for code, dtype in DTYPES.items()}
 CHUNK = 1 << 30  # bytes per read or write call: some systems refuse larger ones
+HEADER_LIMIT = 100 << 20  # safetensors caps its JSON header at 100 MB; a larger length is a damaged file
 
 
 @dataclass(frozen=True)
@@ -188,9 +189,12 @@ def _files(path: Path) -> list[Path]:
 
 def _header(file: Path) -> dict[str, Entry]:
     """Parse a safetensors header without touching the tensor data."""
-    with file.open("rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
+    try:
+        with file.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(min(length, HEADER_LIMIT)))
+    except (struct.error, ValueError):  # too short, or a header that is not JSON
+        raise DataError(f"{file}: not a safetensors file (its header does not parse)") from None
     header.pop("__metadata__", None)
     data = 8 + length
     entries = {}

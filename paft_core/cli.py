@@ -107,10 +107,18 @@ def _add_eval(commands) -> None:
     evaluate.set_defaults(handler=_eval)
 
 
+def _check_tracking(spec) -> None:
+    """Refuse to start when the spec's MLflow server does not answer (seconds, not after the work)."""
+    from paft_core import servers
+
+    servers.check_mlflow(spec.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", ""))
+
+
 def _train(args: argparse.Namespace) -> None:
     from paft_core.config import load_config
 
     spec = load_config(args.config)
+    _check_tracking(spec)
     if args.branch == "sft":
         from paft_core.training import sft as branch
     else:
@@ -146,10 +154,11 @@ def _merge(args: argparse.Namespace) -> None:
         from paft_core import merging
         from paft_core.config import load_config
 
-        out = merging.run(load_config(args.config), args.out, helper)
+        spec = load_config(args.config)
+        _check_tracking(spec)
+        out = merging.run(spec, args.out, helper)
     print(f"paft: merged model in {out / 'model'}, report in {out / 'report.json'}", flush=True)
     _result({"folder": str(out)})
-
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -160,6 +169,7 @@ def _eval(args: argparse.Namespace) -> None:
     spec = runner.with_overrides(load_config(args.config), suites=args.suites, benchmarks=benchmarks,
                                  source=args.source, profile=args.profile, limit=args.limit,
                                  probe_limit=args.probe_limit)
+    _check_tracking(spec)
     if args.adapter:
         model = target.adapter(args.adapter, spec.model)
     else:

@@ -143,7 +143,7 @@ class LoraDelta:
         scale = self.scale(module, lora_a.shape[0])
         if self.architecture.conv1d(name):
             return (lora_b @ lora_a[:, start:stop]).T * scale
-        return (lora_b[start:stop] @ lora_a) * scale
+        return torch.mm(lora_b[start:stop], lora_a).mul_(scale)  # in place: one block-sized array, not two
 
     def scale(self, module: str, rank: int) -> float:
         """peft's LoRA scaling for one module, honouring alpha_pattern and rsLoRA."""

@@ -24,23 +24,24 @@ def layout(deltas: int, thresholds: int) -> tuple[int, int, int, int]:
 
 
 @numba.njit(nogil=True, cache=True)
-def high_histogram(bits: np.ndarray, histogram: np.ndarray) -> int:
-    """Count |x|'s top 16 bits (float32 bits, sign cleared) into `histogram`; return max|x|'s bits."""
+def histograms(bits: np.ndarray, high: np.ndarray, first_bins: np.ndarray, windows: np.ndarray) -> int:
+    """One pass over float32 bits: |x|'s top 16 bits into `high` (when it has bins), and the low 16 bits of
+    entries whose top bits fall in window w, [first_bins[w], first_bins[w] + rows), into windows[w]; return
+    max|x|'s bits."""
     peak = 0
+    rows = windows.shape[1]
+    counting = high.size > 0
     for index in range(bits.size):
         value = bits[index] & 0x7FFFFFFF
-        histogram[value >> 16] += 1
+        top = value >> 16
+        if counting:
+            high[top] += 1
         peak = max(peak, value)
+        for window in range(first_bins.size):
+            row = top - first_bins[window]
+            if 0 <= row < rows:
+                windows[window, row, value & 0xFFFF] += 1
     return peak
-
-
-@numba.njit(nogil=True, cache=True)
-def low_histogram(bits: np.ndarray, high: int, histogram: np.ndarray) -> None:
-    """Count the low 16 bits of the entries whose |x| has top bits `high`."""
-    for index in range(bits.size):
-        value = bits[index] & 0x7FFFFFFF
-        if value >> 16 == high:
-            histogram[value & 0xFFFF] += 1
 
 
 @numba.njit(nogil=True, cache=True)
@@ -55,6 +56,8 @@ def combine(values, dropped, dropping, trimming, trims, weights, consensus, by_t
     deltas, size = values.shape
     stride = PER_DELTA + cuts.shape[1]
     trimmed = np.empty((deltas, CHUNK), np.float32)
+    result, election = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.float32)
+    agreeing = np.empty(CHUNK, np.int32)
     for begin in range(0, size, CHUNK):
         end = min(begin + CHUNK, size)
         length = end - begin
@@ -63,7 +66,7 @@ def combine(values, dropped, dropping, trimming, trims, weights, consensus, by_t
             _trim(values[j, begin:end], chosen, trimming[j], dropping[j], trims[j], trimmed[j, :length])
             _delta_sums(values[j, begin:end], cuts[j], counts[j * stride:(j + 1) * stride])
         _consensus(trimmed[:, :length], weights, consensus, by_total, divisor, scale, base[begin:end],
-                   merged[begin:end], total[begin:end], kept[:, begin:end])
+                   merged[begin:end], total[begin:end], kept[:, begin:end], result, election, agreeing)
         slot = deltas * stride
         for i in range(deltas):
             _kept_sums(values[i, begin:end], kept[i, begin:end], counts[i * stride + 3:i * stride + 5])
@@ -100,17 +103,17 @@ def _trim(values, dropped, trimming, dropping, trim, out):
 
 
 @numba.njit(nogil=True)
-def _consensus(trimmed, weights, consensus, by_total, divisor, scale, base, merged, total, kept):
+def _consensus(trimmed, weights, consensus, by_total, divisor, scale, base, merged, total, kept, result,
+               election, agreeing):
     """merge.consensus on a chunk, in its float32 order; total = base + merged.
 
-    Delta by delta over the whole chunk, without branches, so that the loops vectorise.
+    Delta by delta over the whole chunk, without branches, so that the loops vectorise; `result`,
+    `election` and `agreeing` are scratch space of at least the chunk's size.
     """
     deltas, size = trimmed.shape
     zero = np.float32(0)
-    result = np.empty(size, np.float32)
     if consensus == TIES:
-        election = np.empty(size, np.float32)
-        agreeing = np.zeros(size, np.int32)
+        agreeing[:size] = 0
         for j in range(deltas):
             for index in range(size):
                 vote = trimmed[j, index] if by_total else _sign(trimmed[j, index])

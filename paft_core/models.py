@@ -82,6 +82,19 @@ def check_folder(folder: Path, spec: ModelSpec) -> None:
     if "auto_map" in json.loads(config.read_text()) and not spec.trust_remote_code:
         raise ModelError(f"model.source: {folder} needs custom code (auto_map in config.json); "
                          "set model.trust_remote_code: true if you trust it")
+    _check_weights_whole(folder)
+
+
+def _check_weights_whole(folder: Path) -> None:
+    """Every safetensors file's header parses and the file holds all it promises (headers only: fast)."""
+    from paft_core import checkpoint  # imports torch: only once a folder is there to check
+
+    if not any(folder.glob("*.safetensors")):
+        return
+    try:
+        checkpoint.Reader(folder)
+    except (OSError, KeyError) as err:  # a shard the index names is missing, an index without weight_map
+        raise ModelError(f"model.source: {folder}: unreadable safetensors weights ({err})") from None
 
 
 def fingerprint(folder: Path) -> str:

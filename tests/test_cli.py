@@ -3,7 +3,9 @@
 import os
 import subprocess
 import sys
+import time
 
+import pytest
 import yaml
 
 from paft_core import paths
@@ -68,3 +70,20 @@ def test_paft_run_names_a_configured_server_that_does_not_answer(tiny_base, tmp_
     monkeypatch.setenv("MLFLOW_TRACKING_URI", nobody)
     result = paft("run", config, home=tmp_path / "home")
     assert result.returncode == 2 and f"the MLflow server at {nobody} is not reachable" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["train", "sft"], ["train", "preference"], ["merge"], ["eval"]])
+def test_every_stage_names_a_tracking_server_that_does_not_answer_before_any_work(tiny_base, tmp_path,
+                                                                                monkeypatch, command):
+    from paft_core import servers
+
+    config = write_spec(tmp_path, tiny.spec(tiny_base))
+    nobody = f"http://127.0.0.1:{servers.free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", nobody)
+    started = time.monotonic()
+    result = paft(*command, config, "--out", str(tmp_path / "out"), home=tmp_path / "home")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"paft: error: the MLflow server at {nobody} is not reachable")
+    assert result.stderr.count("\n") == 1
+    assert time.monotonic() - started < 60  # a training or a merge would take longer; the refusal is seconds
+    assert not (tmp_path / "out").exists()

@@ -154,9 +154,19 @@ BLOCKED_RECIPES = [{"method": method} for method in merge.METHODS] + [
 ]
 
 
+@pytest.fixture(params=["kept", "windows", "another pass"])
+def threshold_path(request, monkeypatch):
+    """How pass 1 finds the cuts: ΔW kept (a small tensor), low bits counted in windows, or a second pass."""
+    if request.param != "kept":
+        monkeypatch.setattr(blocks, "KEEP_BYTES", 0)
+    if request.param == "another pass":
+        monkeypatch.setattr(blocks._Windows, "around", classmethod(lambda cls, *_: cls.none()))
+    return request.param
+
+
 @pytest.mark.parametrize("fields", BLOCKED_RECIPES)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_blocked_merge_equals_the_whole_tensor_merge(tmp_path, fields, dtype):
+def test_blocked_merge_equals_the_whole_tensor_merge(tmp_path, fields, dtype, threshold_path):
     """Tensors of 19 blocks, values on a coarse grid so many tie at the magnitude thresholds."""
     torch.manual_seed(5)
     name = "layers.0.mlp.up_proj.weight"
@@ -183,7 +193,7 @@ def test_blocked_merge_equals_the_whole_tensor_merge(tmp_path, fields, dtype):
     assert all(np.array_equal(histograms[label], reference_histograms[label]) for label in ("a", "b"))
 
 
-def test_blocked_thresholds_are_exact_when_the_cut_falls_inside_a_histogram_bin(tmp_path):
+def test_blocked_thresholds_are_exact_when_the_cut_falls_inside_a_histogram_bin(tmp_path, threshold_path):
     """Values one float32 ulp apart share their top 16 bits: only the low-bits pass can tell them apart."""
     name = "w"
     values = (1.0 + torch.arange(400, dtype=torch.float32) * 2.0**-23)[torch.randperm(400)].view(20, 20)
@@ -196,3 +206,27 @@ def test_blocked_thresholds_are_exact_when_the_cut_falls_inside_a_histogram_bin(
     writer.close()
     assert torch.equal(whole, merge.combine(recipe, name, [values])[0])
     assert int((whole != 0).sum()) == int(0.37 * 400)
+
+
+@pytest.mark.parametrize("windowed, passes_expected", [(True, 2), (False, 3)])
+def test_cuts_found_in_their_windows_need_no_second_pass(tmp_path, monkeypatch, windowed, passes_expected):
+    """A large tensor's cuts come from the low bits counted in pass 1: ΔW computed twice, not three times."""
+    monkeypatch.setattr(blocks, "KEEP_BYTES", 0)
+    if not windowed:
+        monkeypatch.setattr(blocks._Windows, "around", classmethod(lambda cls, *_: cls.none()))
+    passes = []
+    original = blocks._blocks
+    monkeypatch.setattr(blocks, "_blocks",
+                        lambda *args, **kwargs: passes.append(1) or original(*args, **kwargs))
+    torch.manual_seed(2)
+    name = "layers.0.mlp.up_proj.weight"
+    raw = [torch.randn(200, 100) * 0.01, torch.randn(200, 100) * 0.02]
+    save_file({name: torch.zeros(200, 100)}, tmp_path / "base.safetensors")
+    reader = checkpoint.Reader(tmp_path / "base.safetensors")
+    recipe = merge.Recipe.from_spec(MergeSpec(method="ties", deltas=["a", "b"], density=0.3))
+    writer = checkpoint.Writer(tmp_path, reader.entries)
+    module = blocks.Module(name, reader, torch.float32, tuple(Rows(delta) for delta in raw), ("a", "b"))
+    _, whole = blocks.run(module, recipe, writer, block=1000, keep=True)
+    writer.close()
+    assert torch.equal(whole, merge.combine(recipe, name, raw)[0])
+    assert len(passes) == passes_expected

@@ -7,7 +7,7 @@ import pytest
 
 from paft_core import models
 from paft_core.config import ModelSpec
-from paft_core.errors import ModelError
+from paft_core.errors import ModelError, PaftError
 
 
 @pytest.fixture
@@ -29,6 +29,19 @@ def test_fingerprint_changes_with_weights(model_copy):
     raw[-1] ^= 0xFF  # flip bits in the last weight
     weights.write_bytes(bytes(raw))
     assert models.fingerprint(model_copy) != before
+
+
+@pytest.mark.parametrize("damage, hint", [
+    (lambda raw: raw[:-1000], "the file is truncated"),
+    (lambda raw: b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all" + raw[24:], "not a safetensors file"),
+])
+def test_damaged_weights_are_refused_before_they_are_fingerprinted(model_copy, damage, hint):
+    weights = model_copy / "model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(PaftError) as err:
+        models.resolve(ModelSpec(source=str(model_copy)))
+    assert "model.safetensors" in str(err.value) and hint in str(err.value) and "\n" not in str(err.value)
+    assert not (model_copy / models.FINGERPRINT_FILE).exists()
 
 
 def test_missing_path_is_refused(tmp_path):
