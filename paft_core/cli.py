@@ -4,6 +4,7 @@ import argparse
 import gc
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,13 +16,38 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    stopped_by = _stop_on_sigterm()
     try:
         args.handler(args)
     except PaftError as err:
         for line in str(err).splitlines():
             print(f"paft: error: {line}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM: the stage's MLflow run ends KILLED on the way out
+        signal_name = stopped_by[0] if stopped_by else "SIGINT"
+        _close_progress_bars()
+        print(f"paft: stopped by {signal_name}; run the same command again to resume", file=sys.stderr)
+        return 128 + getattr(signal, signal_name)
     return 0
+
+
+def _close_progress_bars() -> None:
+    """Let an interrupted progress bar print its last state now, not after the line saying why it stopped."""
+    progress = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(progress, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
+def _stop_on_sigterm() -> list[str]:
+    """Make SIGTERM stop a command as Ctrl-C does (cleanups run); the list names the signal once received."""
+    received: list[str] = []
+
+    def stop(number, frame):
+        received.append(signal.Signals(number).name)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    return received
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,6 +1,8 @@
 """`paft` runs each stage as its own process and reports bad input as one line, before any work."""
 
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -87,3 +89,37 @@ def test_every_stage_names_a_tracking_server_that_does_not_answer_before_any_wor
     assert result.stderr.count("\n") == 1
     assert time.monotonic() - started < 60  # a training or a merge would take longer; the refusal is seconds
     assert not (tmp_path / "out").exists()
+
+
+def _statuses(home) -> list[str]:
+    """The statuses of the runs in the project's own MLflow store (empty before it exists)."""
+    store = home / "mlflow.db"
+    if not store.is_file():
+        return []
+    with sqlite3.connect(store) as connection:
+        try:
+            return [row[0] for row in connection.execute("SELECT status FROM runs")]
+        except sqlite3.OperationalError:  # the schema is still being created
+            return []
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_training_is_one_line_and_its_run_is_killed_not_finished(tiny_base, tmp_path, stop):
+    spec = tiny.spec(tiny_base, sft__train__max_steps=100000, sft__train__save_steps=100000)
+    home = tmp_path / "home"
+    process = subprocess.Popen(  # SIGINT restored: a background shell would hand the child SIGINT ignored
+        [sys.executable, "-m", "paft_core.cli", "train", "sft", write_spec(tmp_path, spec)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PAFT_HOME": str(home)},
+        cwd=paths.PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 300
+    while _statuses(home) != ["RUNNING"]:  # the stage's run is open: training starts now
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+        time.sleep(0.5)
+    time.sleep(3)
+    process.send_signal(stop)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + stop
+    assert stderr.strip().splitlines()[-1] == (f"paft: stopped by {stop.name}; run the same command again "
+                                               "to resume")
+    assert "Traceback" not in stderr
+    assert _statuses(home) == ["KILLED"]
