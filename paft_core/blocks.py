@@ -1,11 +1,10 @@
 """One tensor's merge in blocks of rows, so memory holds a few blocks whatever the tensor's size.
 
-Magnitude thresholds stay exact over the whole tensor, from up to three passes over each delta's blocks (a
-block of a LoRA ΔW, s·B[rows]·A, costs less to recompute than to keep; a tensor under KEEP_BYTES keeps it):
-1. a histogram of the top 16 bits of |x| (the float bits with the sign cleared), and max|x|; and, for the
-   bins around each cut as the first block predicts it, histograms of their entries' low 16 bits;
-2. only for a cut outside its predicted window, the low-bits histogram of its bin in one more pass: the
-   two histograms give the k-th largest |x| exactly, never a sort of the tensor;
+Magnitude thresholds stay exact over the whole tensor, from three passes over each delta's blocks (a block
+of a LoRA ΔW, s·B[rows]·A, costs less to recompute than to keep; a tensor under KEEP_BYTES keeps it):
+1. a histogram of the top 16 bits of |x| (the float bits with the sign cleared), and max|x|;
+2. for a threshold inside a bin, a histogram of the low 16 bits of that bin's entries: the two histograms
+   give the k-th largest |x| exactly, in 32,768 + 65,536 counters, never a sort of the tensor;
 3. trim, combine, add to the base, cast and write each block, counting what the report needs.
 Pass 3 runs in kernels.py's fused loops, which repeat merge.combine's float32 arithmetic in its order (every
 step after the thresholds is elementwise, and DARE's generator is drawn in row order), so the merged weights
@@ -27,8 +26,6 @@ from paft_core.sparsity import REL_THRESHOLDS
 BLOCK = 1 << 20  # entries per block (4 MiB of float32): its temporaries stay in the heap and in cache
 LOW_BITS = 1 << 16
 KEEP_BYTES = 64 << 20  # a tensor whose float32 deltas fit this keeps them from pass 1 instead of recomputing
-WINDOW = 8  # top-bits bins (1/128 octave each) each side of a cut's predicted bin, counted in pass 1
-NO_BINS = np.empty(0, np.int64)  # kernels.histograms counts no top bits into this
 
 
 @dataclass(frozen=True)
@@ -157,94 +154,46 @@ def _cuts(module: Module, recipe: Recipe, spans: list[tuple[int, int]]) -> Cuts:
     """Passes 1 and 2: every delta's max|x|, |x| histogram and exact thresholds over the whole tensor."""
     count, entry = len(module.deltas), module.base.entries[module.name]
     numel = entry.rows * _columns(entry)
+    highs = [np.zeros(sparsify.HIGH_BITS, np.int64) for _ in range(count)]
+    peaks = [0.0] * count
+    kept = [] if numel * count * 4 <= KEEP_BYTES else None  # a small tensor's ΔW is kept for passes 2 and 3
+    for _, _, values in _blocks(module, spans):
+        for index, value in enumerate(values):
+            peak = kernels.high_histogram(value.view(np.int32), highs[index])
+            peaks[index] = max(peaks[index], _as_float(peak))
+        if kept is not None:
+            kept.append(values)
     wanted = {}  # (delta, which) → k: the trim's and the report's top-k cut
     for index, (method, density) in enumerate(zip(recipe.sparsifiers, recipe.densities, strict=True)):
         wanted[index, 0] = int(density * numel) if method == "magnitude" and density < 1 else 0
         wanted[index, 1] = int(report.TOPK * numel)
-    highs = [np.zeros(sparsify.HIGH_BITS, np.int64) for _ in range(count)]
-    peaks = [0.0] * count
-    kept = [] if numel * count * 4 <= KEEP_BYTES else None  # a small tensor's ΔW is kept for passes 2 and 3
-    windows = [_Windows.none() for _ in range(count)]
-    for position, (_, _, values) in enumerate(_blocks(module, spans)):
-        for index, value in enumerate(values):
-            peak = kernels.histograms(value.view(np.int32), highs[index], *windows[index].arrays())
-            peaks[index] = max(peaks[index], _as_float(peak))
-        if kept is not None:
-            kept.append(values)
-        elif position == 0:  # the windows start now: count the first block's low bits in them too
-            windows = [_Windows.around(highs[index], {which: k for (delta, which), k in wanted.items()
-                                                      if delta == index}, len(values[0]) / numel)
-                       for index in range(count)]
-            for index, value in enumerate(values):
-                kernels.histograms(value.view(np.int32), NO_BINS, *windows[index].arrays())
-    found = _thresholds(module, spans, highs, wanted, windows, kept)
+    found = _thresholds(module, spans, highs, wanted, kept)
     return Cuts(peaks, highs, [found[index, 0] for index in range(count)],
                 [found[index, 1] for index in range(count)], kept)
 
 
-@dataclass(frozen=True)
-class _Windows:
-    """One delta's low-bits histograms for the top-bits bins around each cut as the first block predicts it.
-
-    When the whole tensor's cut falls inside its window, pass 2 (ΔW recomputed for every block) is not
-    needed; when it does not, pass 2 runs: the thresholds are exact either way.
-    """
-
-    which: tuple[int, ...]  # the cut each window is for (0: trim, 1: the report's top-k)
-    first_bins: np.ndarray
-    counts: np.ndarray  # [window, bin - first bin, low 16 bits]
-
-    @classmethod
-    def none(cls) -> "_Windows":
-        return cls((), np.empty(0, np.int64), np.empty((0, 0, LOW_BITS), np.int32))
-
-    @classmethod
-    def around(cls, high: np.ndarray, wanted: dict[int, int], share: float) -> "_Windows":
-        """Windows of 2·WINDOW + 1 bins centred on each cut's bin in the first block (k scaled to it)."""
-        which = tuple(cut for cut, k in wanted.items() if k > 0)
-        seen = int(high.sum())
-        predicted = [sparsify.cut(high, max(1, min(seen, round(wanted[cut] * share))))[0] for cut in which]
-        first_bins = np.array([max(0, bin_ - WINDOW) for bin_ in predicted], np.int64)
-        return cls(which, first_bins, np.zeros((len(which), 2 * WINDOW + 1, LOW_BITS), np.int32))
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.first_bins, self.counts
-
-    def low_bits(self, cut: int, high: int) -> np.ndarray | None:
-        """The low-bits histogram of bin `high` for `cut`, if its window holds that bin."""
-        if cut not in self.which:
-            return None
-        window = self.which.index(cut)
-        row = high - int(self.first_bins[window])
-        return self.counts[window, row] if 0 <= row < self.counts.shape[1] else None
-
-
 def _thresholds(module: Module, spans: list[tuple[int, int]], highs: list[np.ndarray],
-                wanted: dict[tuple[int, int], int], windows: list[_Windows],
-                kept: list | None) -> dict[tuple[int, int], float]:
-    """The k-th largest |x| per wanted (delta, k): from the top-bits bin, its window, or one more pass."""
+                wanted: dict[tuple[int, int], int], kept: list | None) -> dict[tuple[int, int], float]:
+    """The k-th largest |x| for each wanted (delta, k): from the top-bits bin, or one more pass."""
     found, inside = {}, {}
     for key, k in wanted.items():
         if k == 0:
             found[key] = float("inf")  # keeps nothing, as Magnitudes.top does for k = 0
             continue
         high, rank = sparsify.cut(highs[key[0]], k)
-        low_bits = windows[key[0]].low_bits(key[1], high)
         if rank == highs[key[0]][high]:  # the bin's smallest value: |x| ≥ it ⇔ top bits ≥ the bin
             found[key] = _as_float(high << 16)
-        elif low_bits is not None:
-            found[key] = _as_float(high << 16 | sparsify.cut(low_bits, rank)[0])
         else:
             inside[key] = (high, rank)
-    lows = {(index, high): np.zeros((1, 1, LOW_BITS), np.int32) for (index, _), (high, _) in inside.items()}
+    lows = {(index, high): np.zeros(LOW_BITS, np.int64) for (index, _), (high, _) in inside.items()}
     if lows:
         source = kept if kept is not None else (
             values for _, _, values in _blocks(module, spans, only={index for index, _ in lows}))
         for values in source:
             for (index, high), low in lows.items():
-                kernels.histograms(values[index].view(np.int32), NO_BINS, np.array([high]), low)
+                kernels.low_histogram(values[index].view(np.int32), high, low)
     for key, (high, rank) in inside.items():
-        found[key] = _as_float(high << 16 | sparsify.cut(lows[key[0], high][0, 0], rank)[0])
+        found[key] = _as_float(high << 16 | sparsify.cut(lows[key[0], high], rank)[0])
     return found
 
 

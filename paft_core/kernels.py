@@ -24,24 +24,23 @@ def layout(deltas: int, thresholds: int) -> tuple[int, int, int, int]:
 
 
 @numba.njit(nogil=True, cache=True)
-def histograms(bits: np.ndarray, high: np.ndarray, first_bins: np.ndarray, windows: np.ndarray) -> int:
-    """One pass over float32 bits: |x|'s top 16 bits into `high` (when it has bins), and the low 16 bits of
-    entries whose top bits fall in window w, [first_bins[w], first_bins[w] + rows), into windows[w]; return
-    max|x|'s bits."""
+def high_histogram(bits: np.ndarray, histogram: np.ndarray) -> int:
+    """Count |x|'s top 16 bits (float32 bits, sign cleared) into `histogram`; return max|x|'s bits."""
     peak = 0
-    rows = windows.shape[1]
-    counting = high.size > 0
     for index in range(bits.size):
         value = bits[index] & 0x7FFFFFFF
-        top = value >> 16
-        if counting:
-            high[top] += 1
+        histogram[value >> 16] += 1
         peak = max(peak, value)
-        for window in range(first_bins.size):
-            row = top - first_bins[window]
-            if 0 <= row < rows:
-                windows[window, row, value & 0xFFFF] += 1
     return peak
+
+
+@numba.njit(nogil=True, cache=True)
+def low_histogram(bits: np.ndarray, high: int, histogram: np.ndarray) -> None:
+    """Count the low 16 bits of the entries whose |x| has top bits `high`."""
+    for index in range(bits.size):
+        value = bits[index] & 0x7FFFFFFF
+        if value >> 16 == high:
+            histogram[value & 0xFFFF] += 1
 
 
 @numba.njit(nogil=True, cache=True)

@@ -154,13 +154,11 @@ BLOCKED_RECIPES = [{"method": method} for method in merge.METHODS] + [
 ]
 
 
-@pytest.fixture(params=["kept", "windows", "another pass"])
+@pytest.fixture(params=["kept", "recomputed"])
 def threshold_path(request, monkeypatch):
-    """How pass 1 finds the cuts: ΔW kept (a small tensor), low bits counted in windows, or a second pass."""
-    if request.param != "kept":
+    """Whether passes 2 and 3 reuse pass 1's ΔW blocks (a small tensor) or compute them again."""
+    if request.param == "recomputed":
         monkeypatch.setattr(blocks, "KEEP_BYTES", 0)
-    if request.param == "another pass":
-        monkeypatch.setattr(blocks._Windows, "around", classmethod(lambda cls, *_: cls.none()))
     return request.param
 
 
@@ -208,25 +206,26 @@ def test_blocked_thresholds_are_exact_when_the_cut_falls_inside_a_histogram_bin(
     assert int((whole != 0).sum()) == int(0.37 * 400)
 
 
-@pytest.mark.parametrize("windowed, passes_expected", [(True, 2), (False, 3)])
-def test_cuts_found_in_their_windows_need_no_second_pass(tmp_path, monkeypatch, windowed, passes_expected):
-    """A large tensor's cuts come from the low bits counted in pass 1: ΔW computed twice, not three times."""
-    monkeypatch.setattr(blocks, "KEEP_BYTES", 0)
-    if not windowed:
-        monkeypatch.setattr(blocks._Windows, "around", classmethod(lambda cls, *_: cls.none()))
-    passes = []
-    original = blocks._blocks
-    monkeypatch.setattr(blocks, "_blocks",
-                        lambda *args, **kwargs: passes.append(1) or original(*args, **kwargs))
+@pytest.mark.parametrize("keep_bytes, passes_expected", [(0, 3), (64 << 20, 1)])
+def test_a_small_tensor_computes_its_deltas_once(tmp_path, monkeypatch, keep_bytes, passes_expected):
+    """ΔW blocks are computed in each of the three passes, or once for a tensor under KEEP_BYTES."""
+    monkeypatch.setattr(blocks, "KEEP_BYTES", keep_bytes)
+    calls = []
     torch.manual_seed(2)
     name = "layers.0.mlp.up_proj.weight"
     raw = [torch.randn(200, 100) * 0.01, torch.randn(200, 100) * 0.02]
+
+    class Counted(Rows):
+        def rows(self, *args):
+            calls.append(args[1])
+            return super().rows(*args)
+
     save_file({name: torch.zeros(200, 100)}, tmp_path / "base.safetensors")
     reader = checkpoint.Reader(tmp_path / "base.safetensors")
     recipe = merge.Recipe.from_spec(MergeSpec(method="ties", deltas=["a", "b"], density=0.3))
     writer = checkpoint.Writer(tmp_path, reader.entries)
-    module = blocks.Module(name, reader, torch.float32, tuple(Rows(delta) for delta in raw), ("a", "b"))
+    module = blocks.Module(name, reader, torch.float32, tuple(Counted(delta) for delta in raw), ("a", "b"))
     _, whole = blocks.run(module, recipe, writer, block=1000, keep=True)
     writer.close()
     assert torch.equal(whole, merge.combine(recipe, name, raw)[0])
-    assert len(passes) == passes_expected
+    assert len(calls) == passes_expected * 2 * 20  # two deltas, 20 blocks of 10 rows
