@@ -75,6 +75,7 @@ def _run(spec: PipelineRun, out: Path | None, helper: tracking_process.Helper) -
             files.write_json_atomic(scratch / stage.DONE, {"run_id": tracked.run_id, "model": "model",
                                                            **summary})
             _publish(scratch, out)
+            stage.release(out)
         except OSError as error:
             if error.errno != errno.ENOSPC:
                 raise

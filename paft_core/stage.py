@@ -5,8 +5,10 @@ go to `checkpoints/`, the product (e.g. `adapter/`) is renamed into place when w
 `complete.json` is written last. A folder without `complete.json` is interrupted and can resume.
 """
 
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Literal
@@ -18,6 +20,7 @@ from paft_core.files import write_json_atomic
 State = Literal["new", "interrupted", "complete"]
 OWNER = "stage.json"
 DONE = "complete.json"
+_HELD: dict[Path, object] = {}  # stage folder locks this process holds, open until it exits
 
 
 def identity(stage: str, spec: dict) -> str:
@@ -44,7 +47,13 @@ def branch_reads(run, branch: str) -> dict:
 
 
 def claim(out: Path, stage: str, spec: dict) -> State:
-    """Take `out` for this stage and spec; refuse a folder that belongs to anything else."""
+    """Take `out` for this stage and spec; refuse a folder that belongs to anything else.
+
+    The folder stays locked to this process until `finish` (or the process's end): a second process
+    claiming it waits, then finds it complete (and reuses it) or interrupted (and resumes it), never
+    writing it at the same time.
+    """
+    _lock(out)
     key = identity(stage, spec)
     owner = out / OWNER
     if owner.is_file():
@@ -53,12 +62,43 @@ def claim(out: Path, stage: str, spec: dict) -> State:
             state = "a finished" if (out / DONE).is_file() else "an interrupted"
             raise OutputError(f"{out} holds {state} {recorded.get('stage')} run of a different spec; "
                               "choose another output folder or remove that one yourself")
-        return "complete" if (out / DONE).is_file() else "interrupted"
+        if (out / DONE).is_file():
+            release(out)  # nothing left to write: others may read it at once
+            return "complete"
+        return "interrupted"
     if out.exists() and any(out.iterdir()):
         raise OutputError(f"{out} is not empty and is not a paft stage folder; choose another output folder")
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(owner, {"stage": stage, "identity": key, "spec": spec, "inputs": {}})
     return "new"
+
+
+def _lock(out: Path) -> None:
+    """Hold `.<folder>.lock` beside `out` for the rest of this process; wait while another holds it."""
+    path = out.parent / f".{out.name}.lock"
+    if path in _HELD:
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        print(f"paft: {out} is being written by pid {holder}; waiting for it to finish", flush=True)
+        fcntl.flock(handle, fcntl.LOCK_EX)  # the kernel releases it when that process ends, even on SIGKILL
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _HELD[path] = handle
+
+
+def release(out: Path) -> None:
+    """Let another process claim `out` (a stage that failed keeps its lock until its process ends)."""
+    handle = _HELD.pop(out.parent / f".{out.name}.lock", None)
+    if handle is not None:
+        handle.close()  # closing the file releases the flock
 
 
 def check_inputs(out: Path, inputs: dict[str, str]) -> None:
@@ -85,6 +125,7 @@ def publish(out: Path, name: str, write) -> Path:
 
 
 def finish(out: Path, result: dict) -> None:
-    """Mark the stage complete; from now on the folder is only read."""
+    """Mark the stage complete; from now on the folder is only read (and no longer locked)."""
     write_json_atomic(out / DONE, result)
+    release(out)
 

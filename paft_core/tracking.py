@@ -48,11 +48,16 @@ def use(spec: TrackingSpec) -> str:
 
 @contextmanager
 def _first_use_lock(uri: str) -> Iterator[None]:
-    """Serialise store creation: two branches starting together must not both migrate one SQLite file."""
-    if not uri.startswith("sqlite:"):
+    """Serialise store creation: two processes starting together must not both migrate one SQLite file.
+
+    The lock lives beside the store, so runs with different PAFT_HOMEs sharing one store take the same lock.
+    """
+    if not uri.startswith("sqlite:///"):
         yield
         return
-    with (paths.home() / ".mlflow.lock").open("w") as handle:
+    store = Path(uri.removeprefix("sqlite:///"))
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with store.with_name(f".{store.name}.lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

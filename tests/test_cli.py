@@ -123,3 +123,18 @@ def test_a_stopped_training_is_one_line_and_its_run_is_killed_not_finished(tiny_
                                                "to resume")
     assert "Traceback" not in stderr
     assert _statuses(home) == ["KILLED"]
+
+
+def test_two_trainings_of_one_stage_folder_never_write_it_at_once(tiny_base, tmp_path):
+    """The second process waits for the first, then reuses its adapter instead of training it again."""
+    spec = tiny.spec(tiny_base, sft__train__max_steps=60)  # long enough for the second to arrive mid-way
+    config, out, home = write_spec(tmp_path, spec), tmp_path / "sft", tmp_path / "home"
+    command = [sys.executable, "-m", "paft_core.cli", "train", "sft", config, "--out", str(out)]
+    environment = {**os.environ, "PAFT_HOME": str(home)}
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=environment, cwd=paths.PROJECT_ROOT) for _ in range(2)]
+    outputs = [process.communicate(timeout=600)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0]
+    reused = [output for output in outputs if "sft already complete" in output]
+    assert len(reused) == 1 and "is being written by pid" in reused[0]
+    assert _statuses(home) == ["FINISHED"]  # one training, one MLflow run
