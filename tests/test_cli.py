@@ -91,6 +91,12 @@ def test_every_stage_names_a_tracking_server_that_does_not_answer_before_any_wor
     assert not (tmp_path / "out").exists()
 
 
+def _own_store(home) -> dict[str, str]:
+    """The environment for a paft process that tracks into `home`'s own store, whatever ran before."""
+    environment = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    return {**environment, "PAFT_HOME": str(home)}
+
+
 def _statuses(home) -> list[str]:
     """The statuses of the runs in the project's own MLflow store (empty before it exists)."""
     store = home / "mlflow.db"
@@ -106,18 +112,22 @@ def _statuses(home) -> list[str]:
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_stopped_training_is_one_line_and_its_run_is_killed_not_finished(tiny_base, tmp_path, stop):
     spec = tiny.spec(tiny_base, sft__train__max_steps=100000, sft__train__save_steps=100000)
-    home = tmp_path / "home"
-    process = subprocess.Popen(  # SIGINT restored: a background shell would hand the child SIGINT ignored
-        [sys.executable, "-m", "paft_core.cli", "train", "sft", write_spec(tmp_path, spec)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PAFT_HOME": str(home)},
-        cwd=paths.PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 300
-    while _statuses(home) != ["RUNNING"]:  # the stage's run is open: training starts now
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
-        time.sleep(0.5)
-    time.sleep(3)
-    process.send_signal(stop)
-    _, stderr = process.communicate(timeout=120)
+    home, log = tmp_path / "home", tmp_path / "stderr.txt"
+    with log.open("w") as errors:  # a file, not a pipe: an undrained pipe would block the child's writes
+        process = subprocess.Popen(  # SIGINT restored: a background shell hands the child SIGINT ignored
+            [sys.executable, "-m", "paft_core.cli", "train", "sft", write_spec(tmp_path, spec)],
+            stdout=subprocess.DEVNULL, stderr=errors, env=_own_store(home),
+            cwd=paths.PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + 300
+        while _statuses(home) != ["RUNNING"]:  # the stage's run is open: training starts now
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(log.read_text()[-2000:])
+            time.sleep(0.5)
+        time.sleep(3)
+        process.send_signal(stop)
+        process.wait(timeout=120)
+    stderr = log.read_text()
     assert process.returncode == 128 + stop
     assert stderr.strip().splitlines()[-1] == (f"paft: stopped by {stop.name}; run the same command again "
                                                "to resume")
@@ -130,11 +140,13 @@ def test_two_trainings_of_one_stage_folder_never_write_it_at_once(tiny_base, tmp
     spec = tiny.spec(tiny_base, sft__train__max_steps=60)  # long enough for the second to arrive mid-way
     config, out, home = write_spec(tmp_path, spec), tmp_path / "sft", tmp_path / "home"
     command = [sys.executable, "-m", "paft_core.cli", "train", "sft", config, "--out", str(out)]
-    environment = {**os.environ, "PAFT_HOME": str(home)}
-    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=environment, cwd=paths.PROJECT_ROOT) for _ in range(2)]
-    outputs = [process.communicate(timeout=600)[0] for process in processes]
-    assert [process.returncode for process in processes] == [0, 0]
+    logs = [tmp_path / f"out-{index}.txt" for index in range(2)]
+    with logs[0].open("w") as first, logs[1].open("w") as second:  # files: a pipe could fill and block
+        processes = [subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_own_store(home),
+                                      cwd=paths.PROJECT_ROOT) for log in (first, second)]
+        codes = [process.wait(timeout=600) for process in processes]
+    outputs = [log.read_text() for log in logs]
+    assert codes == [0, 0], outputs
     reused = [output for output in outputs if "sft already complete" in output]
     assert len(reused) == 1 and "is being written by pid" in reused[0]
     assert _statuses(home) == ["FINISHED"]  # one training, one MLflow run

@@ -36,6 +36,7 @@ def test_fingerprint_changes_with_weights(model_copy):
     (lambda raw: b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all" + raw[24:], "not a safetensors file"),
 ])
 def test_damaged_weights_are_refused_before_they_are_fingerprinted(model_copy, damage, hint):
+    (model_copy / models.FINGERPRINT_FILE).unlink(missing_ok=True)  # copied from a base fingerprinted earlier
     weights = model_copy / "model.safetensors"
     weights.write_bytes(damage(weights.read_bytes()))
     with pytest.raises(PaftError) as err:
