@@ -6,6 +6,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from paft_core import files
 from paft_core.errors import ConfigError
 from paft_core.presets import DPO_LOSSES, MERGE_PRESETS, SMOOTHED_LOSSES
 
@@ -273,22 +274,14 @@ def write_config(spec: Spec, path: str | Path) -> Path:
 
 def load_config(path: str | Path, schema: type[Spec] = PipelineRun) -> Spec:
     """Read a YAML file into `schema`; raise ConfigError with one line per problem, naming the field."""
-    path = Path(path)
-    if not path.is_file():
+    if not (path := Path(path)).is_file():
         raise ConfigError(f"{path}: config file not found")
-    data = path.read_bytes()
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
-        raise ConfigError(f"{path}: line {line}: byte 0x{data[err.start]:02x} is not UTF-8; save the spec as "
-                          "UTF-8 text") from None
-    if not text.strip() or all(line.lstrip().startswith("#") for line in text.splitlines() if line.strip()):
-        raise ConfigError(f"{path}: the spec is empty; write `{{}}` to run every default (the embedded demo)")
-    try:
-        raw = yaml.safe_load(text)
+        raw = yaml.safe_load(files.utf8_text(path, str(path), ConfigError))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
+    if raw is None:  # an empty file, or comments only
+        raise ConfigError(f"{path}: the spec is empty; write `{{}}` to run every default (the embedded demo)")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of fields at the top level")
     try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from paft_core import paths
+from paft_core import files, paths
 from paft_core.config import DataSpec
 from paft_core.errors import DataError
 
@@ -96,15 +96,8 @@ def _read_file(path: Path) -> list[dict]:
 
 
 def _text(path: Path) -> str:
-    """A JSON or JSON Lines file's text; bytes that are not UTF-8 (parquet under another name…): one line."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
-        kind = "a parquet file; name it .parquet" if data.startswith(b"PAR1") else "not UTF-8 text"
-        raise DataError(f"{_relative(path)}: line {line}: byte 0x{data[err.start]:02x}: the file is {kind}"
-                        ) from None
+    """A JSON or JSON Lines file's text, or one line naming the byte that is not UTF-8."""
+    return files.utf8_text(path, _relative(path), DataError)
 
 
 def _parse_json(text: str, where: str) -> object:

@@ -32,3 +32,14 @@ def publish_file(path: Path, write: Callable[[str], None]) -> None:
 def sha256_text(text: str) -> str:
     """Hex SHA-256 of a string."""
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def utf8_text(path: Path, where: str, error: type[Exception]) -> str:
+    """A file's text; bytes that are not UTF-8 raise `error` naming `where`, the line and the byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        kind = "a parquet file; name it .parquet" if data.startswith(b"PAR1") else "not UTF-8 text"
+        raise error(f"{where}: line {line}: byte 0x{data[err.start]:02x}: the file is {kind}") from None

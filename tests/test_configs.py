@@ -77,7 +77,7 @@ def test_malformed_yaml_is_one_line(tmp_path, text, hint):
 @pytest.mark.parametrize("content, hint", [
     (b"", "the spec is empty; write `{}`"),
     (b"# only a comment\n\n", "the spec is empty"),
-    (b"model:\n  source: caf\xe9\n", "line 2: byte 0xe9 is not UTF-8"),
+    (b"model:\n  source: caf\xe9\n", "line 2: byte 0xe9: the file is not UTF-8 text"),
 ])
 def test_empty_or_undecodable_spec_is_one_line(tmp_path, content, hint):
     path = tmp_path / "spec.yaml"
