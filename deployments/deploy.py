@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from paft_core import paths, servers
 from paft_core.config import load_config
-from paft_core.errors import ServerError
+from paft_core.errors import ConfigError, ServerError
 
 PIPELINE = "flows/paft.py:paft_flow"
 BRANCH = "flows/branch.py:branch_flow"  # one branch alone: SFT and preference on different machines
@@ -38,6 +38,29 @@ def parameters(row: Deployment) -> dict[str, Any]:
     return {"spec": spec.model_dump(mode="json", by_alias=True), **(row.extra or {})}
 
 
+def checked(rows: dict[str, Deployment]) -> dict[str, dict[str, Any]]:
+    """Every row's parameters, after its cron and spec are checked: nothing registers unless all are valid."""
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    for name, row in rows.items():
+        try:
+            if row.cron is not None:
+                CronSchedule(cron=row.cron)
+        except ValidationError:
+            raise ConfigError(f"deployment {name!r}: cron {row.cron!r} is not a cron schedule (five fields: "
+                              "minute hour day-of-month month day-of-week, e.g. '0 3 * * 1')") from None
+    return {name: parameters(row) for name, row in rows.items()}
+
+
+def flow_of(row: Deployment):
+    """The row's flow object, imported from the installed `flows` package (any working directory)."""
+    import importlib
+
+    file, function = row.entrypoint.split(":")
+    return getattr(importlib.import_module(file.removesuffix(".py").replace("/", ".")), function)
+
+
 def deploy(pool: str | None = None, source: str | None = None) -> None:
     """Register every row with the Prefect API on its pool (or `pool`), one line each."""
     from prefect import flow, get_client
@@ -45,6 +68,7 @@ def deploy(pool: str | None = None, source: str | None = None) -> None:
     from prefect.settings import get_current_settings
 
     servers.check_prefect(get_current_settings().api.url)
+    ready = checked(DEPLOYMENTS)
     wanted = {pool or row.pool for row in DEPLOYMENTS.values()}
     with get_client(sync_client=True) as client:
         missing = wanted - {found.name for found in client.read_work_pools()}
@@ -55,6 +79,6 @@ def deploy(pool: str | None = None, source: str | None = None) -> None:
                           "work-pool create NAME --type docker --base-job-template deployments/FILE.json`)")
     for name, row in DEPLOYMENTS.items():
         loaded = flow.from_source(source=source or str(paths.PROJECT_ROOT), entrypoint=row.entrypoint)
-        loaded.deploy(name, work_pool_name=pool or row.pool, cron=row.cron, parameters=parameters(row),
+        loaded.deploy(name, work_pool_name=pool or row.pool, cron=row.cron, parameters=ready[name],
                       print_next_steps=False, ignore_warnings=True)
         print(f"paft: deployment {loaded.name}/{name} registered on work pool {pool or row.pool}", flush=True)

@@ -4,12 +4,14 @@ The server runs in its own session and is stopped by its PID after the runner ha
 in flight can report their final state first.
 """
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from deployments.deploy import DEPLOYMENTS, Deployment, parameters
-from paft_core import paths, servers
+from deployments.deploy import DEPLOYMENTS, Deployment, checked, flow_of
+from paft_core import servers
 
 
 def serve(host: str, port: int, rows: dict[str, Deployment] = DEPLOYMENTS) -> None:
@@ -18,7 +20,8 @@ def serve(host: str, port: int, rows: dict[str, Deployment] = DEPLOYMENTS) -> No
     servers.check_mlflow(os.environ.get("MLFLOW_TRACKING_URI", ""))  # the flow runs log there
     home = Path(os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect")))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ["PREFECT_API_URL"] = api = f"http://{host}:{port}/api"  # this process and its flow runs
+    os.environ["PREFECT_API_URL"] = api = f"http://{host}:{port}/api"  # before Prefect reads its settings
+    checked(rows)  # a bad row is refused before the server starts
     log = home / "server.log"
     server = servers.start(server_command(host, port), dict(os.environ), log)
     try:
@@ -29,18 +32,47 @@ def serve(host: str, port: int, rows: dict[str, Deployment] = DEPLOYMENTS) -> No
     print("paft: Prefect server stopped", flush=True)
 
 
+@contextlib.contextmanager
+def temporary_server() -> Iterator[str]:
+    """A Prefect server for one `paft run`, in its own session (Ctrl-C reaches the run, not it) and dying
+    with its parent even by SIGKILL; PREFECT_API_URL points at it until it is stopped."""
+    home = Path(os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect")))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    host, port = "127.0.0.1", servers.free_port()
+    os.environ["PREFECT_API_URL"] = api = f"http://{host}:{port}/api"
+    log = home / "run-server.log"
+    server = servers.start(server_command(host, port), dict(os.environ), log)
+    try:
+        servers.wait_healthy(server, f"{api}/health", "temporary Prefect server", log)
+        yield api
+    finally:
+        _send_logs()
+        servers.stop(server)
+        del os.environ["PREFECT_API_URL"]
+
+
+def _send_logs() -> None:
+    """Let the flow run's last log lines reach the server before it stops."""
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)
+
+
 def server_command(host: str, port: int) -> list[str]:
     """`prefect server start` on one address, same interpreter (so the same Prefect version as the client)."""
     return [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
 
 
 def runner_deployments(rows: dict[str, Deployment]) -> list:
-    """The rows as deployments that `prefect.serve` runs in its own process (work pools do not apply)."""
-    from prefect.flows import load_flow_from_entrypoint
+    """The rows as deployments that `prefect.serve` runs in its own process (work pools do not apply).
 
-    flows = {row.entrypoint: load_flow_from_entrypoint(str(paths.PROJECT_ROOT / row.entrypoint))
-             for row in rows.values()}
-    return [flows[row.entrypoint].to_deployment(name, cron=row.cron, parameters=parameters(row))
+    Module entrypoints (`flows.paft.paft_flow`): a flow run imports the installed package, wherever served.
+    """
+    from prefect.deployments.runner import EntrypointType
+
+    ready = checked(rows)
+    return [flow_of(row).to_deployment(name, cron=row.cron, parameters=ready[name],
+                                       entrypoint_type=EntrypointType.MODULE_PATH)
             for name, row in rows.items()]
 
 

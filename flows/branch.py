@@ -15,5 +15,5 @@ from tasks.stages import prepare, run_folder, train_branch
 @flow(name="paft-branch")
 def branch_flow(spec: PipelineRun, branch: Literal["sft", "preference"], parent_run_id: str = "") -> str:
     """Check the spec, resolve the base model, train one branch; return its stage folder."""
-    config = prepare(spec, run_folder())
+    config = prepare(spec, run_folder(), evaluates=False)
     return train_branch(config, branch, parent_run_id)

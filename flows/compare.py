@@ -12,7 +12,7 @@ from paft_core import variants
 from paft_core.config import PipelineRun
 from tasks.compare import evaluate_variant, report, sequential_spec, write_spec
 from tasks.stages import merge_deltas, prepare, run_folder, train_branch
-from tasks.tracking import close_pipeline_run, open_pipeline_run, promote
+from tasks.tracking import close_pipeline_run, end_after, open_pipeline_run, promote
 
 
 @flow(name="paft-compare", task_runner=ThreadPoolTaskRunner(max_workers=16))
@@ -40,8 +40,8 @@ def compare_flow(spec: PipelineRun) -> dict:
                   for name in variants.names(spec)}
         decision = promote(spec, merged["paft"], scores["paft"])
         summary = report(spec, parent, folder, scores, merged, trained, decision)
-    except BaseException:
-        close_pipeline_run(spec, parent, "FAILED", {})
+    except BaseException as error:
+        end_after(error, spec, parent)
         raise
     close_pipeline_run(spec, parent, "FINISHED", summary["metrics"])
     return summary

@@ -18,7 +18,7 @@ from tasks.stages import (
     train_branch,
     train_remote,
 )
-from tasks.tracking import close_pipeline_run, open_pipeline_run, promote, summarize
+from tasks.tracking import close_pipeline_run, end_after, open_pipeline_run, promote, summarize
 
 
 @flow(name="paft")
@@ -35,8 +35,8 @@ def paft_flow(spec: PipelineRun) -> dict[str, float]:
         scores = evaluate_model(config, f"{merged}/model", parent)
         decision = promote(spec, merged, scores)  # `candidate`; `champion` only if the gate allows it
         summary = summarize(spec, parent, merged, scores, decision["version"])
-    except BaseException:
-        close_pipeline_run(spec, parent, "FAILED", {})
+    except BaseException as error:
+        end_after(error, spec, parent)
         raise
     close_pipeline_run(spec, parent, "FINISHED", summary)
     return summary

@@ -1,6 +1,7 @@
 """The `paft` command: each stage runs in its own process, with user errors as one line."""
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -39,14 +40,22 @@ def _close_progress_bars() -> None:
 
 
 def _stop_on_sigterm() -> list[str]:
-    """Make SIGTERM stop a command as Ctrl-C does (cleanups run); the list names the signal once received."""
+    """Make SIGTERM stop a command as Ctrl-C does (cleanups run); the list names the signal once received.
+
+    After the first, both signals are ignored: a second one (Ctrl-C to a process group, then a SIGTERM
+    from the flow stopping its stages) would cut short the cleanup that marks the MLflow run KILLED.
+    """
     received: list[str] = []
+    watched = [sig for sig in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(sig) != signal.SIG_IGN]
 
     def stop(number, frame):
         received.append(signal.Signals(number).name)
+        for sig in watched:
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    for sig in watched:
+        signal.signal(sig, stop)
     return received
 
 
@@ -63,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     model.set_defaults(handler=_model)
     validate = commands.add_parser("validate", help="check a spec and its datasets without training")
     validate.add_argument("config", type=Path)
+    validate.add_argument("--without-eval", action="store_true",
+                          help="skip the evaluation's checks (a branch trained on its own)")
     validate.set_defaults(handler=_validate)
     merge = commands.add_parser("merge", help="merge the spec's deltas into its base model (streamed)")
     merge.add_argument("config", type=Path, help="pipeline spec (YAML); its `merge:` section is the recipe")
@@ -89,11 +100,10 @@ def _run(args: argparse.Namespace) -> None:
     from paft_core.config import load_config
 
     spec = load_config(args.config)  # a bad spec fails here, before Prefect starts
-    if os.environ.get("PREFECT_API_URL"):  # unset: Prefect's ephemeral API, nothing to reach
+    if os.environ.get("PREFECT_API_URL"):
         servers.check_prefect(os.environ["PREFECT_API_URL"])
     servers.check_mlflow(tracking.tracking_uri(spec.tracking))
-    _project_packages()
-    with lock.exclusive():  # a second run on this project folder is refused, not interleaved
+    with lock.exclusive(), _prefect_api():  # a second run on this project folder is refused
         if spec.comparison.enabled:
             from flows.compare import compare_flow
 
@@ -104,6 +114,16 @@ def _run(args: argparse.Namespace) -> None:
         summary = paft_flow(spec)
     for key, value in summary.items():
         print(f"paft: {key} = {value:.4g}")
+
+
+def _prefect_api():
+    """PREFECT_API_URL when set; else a temporary Prefect server that a Ctrl-C or SIGKILL of ours stops."""
+    if os.environ.get("PREFECT_API_URL"):
+        return contextlib.nullcontext()
+    from deployments.serve import temporary_server
+
+    return temporary_server()
+
 
 
 def _show_comparison(summary: dict) -> None:
@@ -163,13 +183,18 @@ def _model(args: argparse.Namespace) -> None:
 
 
 def _validate(args: argparse.Namespace) -> None:
-    from paft_core import data
+    from paft_core import data, models, preflight
     from paft_core.config import load_config
+    from paft_core.evaluation import runner
 
     spec = load_config(args.config)
-    for kind in ("sft", "preference"):
-        loaded = data.load(getattr(spec, kind).data, kind)
-        print(f"paft: {kind} data {loaded.origin}: {len(loaded.dataset)} rows, ok")
+    loaded = {kind: data.load(getattr(spec, kind).data, kind) for kind in ("sft", "preference")}
+    if not args.without_eval:
+        runner.check_sources(spec.evaluation)  # hub datasets reachable, before any training
+    base = models.resolve(spec.model)
+    for kind, found in loaded.items():
+        preflight.fits(found, kind, base.path, spec)
+        print(f"paft: {kind} data {found.origin}: {len(found.dataset)} rows, ok")
     print(f"paft: {args.config} is valid")
 
 
@@ -221,15 +246,7 @@ def _add_servers(commands) -> None:
     deploy.set_defaults(handler=_deploy)
 
 
-def _project_packages() -> None:
-    """Make flows/, tasks/ and deployments/ importable: they live beside the package (they import Prefect)."""
-    from paft_core.paths import PROJECT_ROOT
-
-    sys.path.insert(0, str(PROJECT_ROOT))
-
-
 def _serve(args: argparse.Namespace) -> None:
-    _project_packages()
     from deployments.serve import serve
 
     serve(args.host, args.port)
@@ -242,7 +259,6 @@ def _ui(args: argparse.Namespace) -> None:
 
 
 def _deploy(args: argparse.Namespace) -> None:
-    _project_packages()
     from deployments.deploy import deploy
 
     deploy(args.pool, args.source)

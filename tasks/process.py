@@ -1,6 +1,7 @@
 """Run one `paft` stage in a fresh process: its lines go to the Prefect log, its progress to an artifact."""
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -13,10 +14,21 @@ from pathlib import Path
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from paft_core import paths, servers
 from paft_core.errors import PaftError
-from paft_core.paths import PROJECT_ROOT
 
+ERROR = "paft: error: "
 STEP = re.compile(r"(\d+)/(\d+) \[")  # tqdm's "12/40 [00:31<01:10, ...]"
+
+
+LIVE: set[subprocess.Popen] = set()  # stage processes running now, for stop_stages
+
+
+def stop_stages() -> None:
+    """SIGTERM every running stage process: each stops as on Ctrl-C (its MLflow run KILLED, resumable)."""
+    for process in list(LIVE):
+        if process.poll() is None:
+            process.terminate()
 
 
 class StageFailed(PaftError):
@@ -28,16 +40,20 @@ def run_paft(arguments: list[str], env: dict[str, str] | None = None) -> dict:
     logger = get_run_logger()
     with tempfile.TemporaryDirectory() as scratch:
         result = Path(scratch) / "result.json"
-        environment = {**os.environ, **(env or {}), "PAFT_RESULT_FILE": str(result)}
+        # The flow's working folder and PAFT home, wherever the flow was started: the stages share its state.
+        environment = {**os.environ, "PAFT_HOME": str(paths.home()), **(env or {}),
+                       "PAFT_RESULT_FILE": str(result)}
         command = [sys.executable, "-m", "paft_core.cli", *arguments]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   env=environment, cwd=PROJECT_ROOT)
+                                   env=environment, preexec_fn=servers.die_with_parent)
+        LIVE.add(process)
         tail: deque[str] = deque(maxlen=20)
         try:
             _follow(process, arguments[0], tail, logger)
         finally:
             if process.poll() is None:  # the task was cancelled or crashed: take the stage down with it
                 process.terminate()
+            LIVE.discard(process)
         if process.wait():
             raise StageFailed(f"paft {' '.join(arguments[:2])} failed (exit {process.returncode}): "
                               + _reason(tail))
@@ -76,6 +92,27 @@ def _lines(stream) -> Iterator[str]:
 
 
 def _reason(tail: deque) -> str:
-    """The stage's own error lines if it printed any, else its last lines."""
-    errors = [line for line in tail if line.startswith("paft: error:") or "Error" in line.split(":")[0]]
+    """The stage's own error lines if it printed any (without their prefix), else its last lines."""
+    errors = [line.removeprefix(ERROR) for line in tail
+              if line.startswith(ERROR) or "Error" in line.split(":")[0]]
     return " | ".join(errors[-3:] or list(tail)[-3:])
+
+
+class _NoTracebackForUserErrors(logging.Filter):
+    """A PaftError (bad input, a stage that said why it failed) is logged as its one line, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], PaftError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_user_errors() -> None:
+    """Install the filter on Prefect's handlers (configured when Prefect was imported, above)."""
+    names = [name for name in list(logging.root.manager.loggerDict) if name.startswith("prefect")]
+    loggers = [logging.getLogger(name) for name in names]
+    for handler in {handler for logger in loggers for handler in getattr(logger, "handlers", [])}:
+        handler.addFilter(_NoTracebackForUserErrors())
+
+
+_quiet_user_errors()

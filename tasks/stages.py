@@ -20,10 +20,11 @@ def run_folder() -> str:
 
 
 @task(name="prepare")
-def prepare(spec: PipelineRun, folder: str) -> str:
-    """Write the spec where the stage processes read it; check its data and resolve its base model."""
+def prepare(spec: PipelineRun, folder: str, evaluates: bool = True) -> str:
+    """Write the spec where the stage processes read it; check it all (its evaluation too, when the flow
+    evaluates) and resolve its base model."""
     config = write_config(spec, Path(folder) / "spec.yaml")
-    run_paft(["validate", str(config)])
+    run_paft(["validate", str(config), *([] if evaluates else ["--without-eval"])])
     run_paft(["model", str(config)])
     return str(config)
 

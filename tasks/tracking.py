@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 from paft_core import comparison, promotion, tracking
 from paft_core.config import PipelineRun
 from paft_core.paths import PROJECT_ROOT
+from tasks.process import stop_stages
 
 
 @task(name="open-mlflow-run")
@@ -26,6 +27,15 @@ def open_pipeline_run(spec: PipelineRun) -> str:
 def close_pipeline_run(spec: PipelineRun, run_id: str, status: str, metrics: dict[str, float]) -> None:
     """End the parent run with the pipeline's summary metrics, so the compare view lines runs up."""
     tracking.close_pipeline_run(spec.tracking, run_id, status, metrics)
+
+
+def end_after(error: BaseException, spec: PipelineRun, run_id: str) -> None:
+    """A failed flow's parent run ends FAILED; a stopped one (Ctrl-C, SIGTERM) first stops its stage
+    processes, which Prefect would otherwise wait for, and ends KILLED."""
+    stopped = not isinstance(error, Exception)  # KeyboardInterrupt, Prefect's TerminationSignal
+    if stopped:
+        stop_stages()
+    close_pipeline_run(spec, run_id, "KILLED" if stopped else "FAILED", {})
 
 
 @task(name="promote")

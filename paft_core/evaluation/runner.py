@@ -67,6 +67,14 @@ def plan(spec: EvalSpec, target: Target, out: Path | None = None) -> list[Plan]:
     return plans
 
 
+def check_sources(spec: EvalSpec) -> None:
+    """Refuse an evaluation whose hub datasets cannot be fetched: `paft validate` runs it before training."""
+    chosen = suites.select(list(spec.suites), spec.benchmarks)
+    wanted = [suite for suite in chosen if harness.settings(spec, suite).source == "hub"]
+    if wanted:
+        hub.check(wanted)
+
+
 def folders(spec: EvalSpec, target: Target, out: Path | None = None) -> dict[str, str]:
     """Label → the stage folder holding `target`'s scores and per-item outputs under that label."""
     return {p.label: str(p.folder) for p in plan(spec, target, out)}

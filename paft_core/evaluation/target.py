@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from paft_core import files, models
+from paft_core import checkpoint, deltas, files, models
 from paft_core.config import ModelSpec
 from paft_core.errors import ModelError
 
@@ -50,6 +50,9 @@ def adapter(path: Path, spec: ModelSpec) -> Target:
     if missing:
         raise ModelError(f"--adapter: {path} is not a PEFT adapter folder (no {missing[0]})")
     on = base(spec)
+    if any(on.path.glob("*.safetensors")):  # shapes from headers, before lm-eval loads anything
+        reader = checkpoint.Reader(on.path)
+        deltas.check_against_base([deltas.open_delta(path, _name(path), reader)], reader)
     digest = hashlib.sha256(on.fingerprint.encode())
     for name in ADAPTER_FILES:
         digest.update(files.sha256(path / name).encode())

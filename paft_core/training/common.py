@@ -14,7 +14,7 @@ import torch
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback
 
-from paft_core import data, deltas, models, stage, tracking
+from paft_core import data, deltas, models, preflight, stage, tracking
 from paft_core.config import LoraSpec, ModelSpec, PipelineRun, TrainSpec
 
 Branch = Literal["sft", "preference"]
@@ -29,10 +29,11 @@ def run_branch(spec: PipelineRun, branch: Branch, build: BuildTrainer, out: Path
     reads = stage.branch_reads(spec, branch)
     out = Path(out) if out else stage.default_folder(branch, reads)
     dataset = data.load(branch_spec.data, branch)
+    base = models.resolve(spec.model)
+    preflight.fits(dataset, branch, base.path, spec)  # before the folder is claimed
     if stage.claim(out, branch, reads) == "complete":
         print(f"paft: {branch} already complete in {out}; reusing it", flush=True)
         return out
-    base = models.resolve(spec.model)
     stage.check_inputs(out, {"model": base.fingerprint, "data": dataset.fingerprint})
     _seed_and_threads(branch_spec.train)
     checkpoint = last_whole_checkpoint(out / "checkpoints")

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from deployments.deploy import DEPLOYMENTS, PIPELINE, Deployment
+from deployments.serve import serve
 from paft_core import paths, servers
+from paft_core.errors import ConfigError
 from tests import tiny
 from tests.deployments.procs import children, command, session_members
 from tests.flows.test_paft_flow import FAST_EVAL
@@ -71,7 +74,8 @@ def wait_for(log: Path, text: str, process: subprocess.Popen, timeout: float = 1
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """`paft serve` on a free port with its own Prefect and PAFT state, in its own session (a terminal)."""
+    """`paft serve` on a free port with its own Prefect and PAFT state, in its own session (a terminal),
+    started from a folder outside the project: the deployments must run wherever they are served."""
     tmp = tmp_path_factory.mktemp("serve")
     port = servers.free_port()
     env = {**os.environ, "PAFT_HOME": str(tmp / "home"), "PREFECT_HOME": str(tmp / "prefect"),
@@ -81,7 +85,7 @@ def served(tmp_path_factory):
     log = tmp / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "paft_core.cli", "serve", "--port", str(port)],
-                                   cwd=paths.PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
         wait_for(log, f"Prefect UI at http://127.0.0.1:{port}", process)
@@ -142,7 +146,7 @@ def test_a_short_interval_schedule_starts_a_run_by_itself(served, tiny_base):
 
 def paft_deploy(api: Api, home: Path, *options: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_API_URL": api.url, "PAFT_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "paft_core.cli", "deploy", *options], cwd=paths.PROJECT_ROOT,
+    return subprocess.run([sys.executable, "-m", "paft_core.cli", "deploy", *options], cwd=home.parent,
                           env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -170,6 +174,16 @@ def test_paft_deploy_registers_the_table_on_a_process_pool(served):
                                  cwd=paths.PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert created.returncode == 0, created.stdout[-2000:] + created.stderr[-2000:]
         assert api.ok("GET", f"/work_pools/paft-{kind}")["base_job_template"]["variables"]
+
+
+def test_a_bad_cron_row_is_refused_before_the_server_starts_or_anything_registers(tmp_path, monkeypatch):
+    for name, value in (("PREFECT_HOME", str(tmp_path / "prefect")), ("PREFECT_API_URL", ""),
+                        ("PREFECT_SERVER_ANALYTICS_ENABLED", "false")):
+        monkeypatch.setenv(name, value)  # serve() sets them in this process: restored after the test
+    bad = {**DEPLOYMENTS, "nightly": Deployment(PIPELINE, "configs/pipeline/demo.yaml", cron="0 3 * * mondy")}
+    with pytest.raises(ConfigError, match=r"deployment 'nightly': cron '0 3 \* \* mondy' is not a cron"):
+        serve("127.0.0.1", servers.free_port(), bad)
+    assert not (tmp_path / "prefect").exists()  # no server was started, no state written
 
 
 def test_ctrl_c_stops_the_server_and_leaves_no_process(served):

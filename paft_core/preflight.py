@@ -1,0 +1,57 @@
+"""Checks that need the base model's tokenizer, run before any model loads: does the data fit the model?
+
+TRL drops every row whose prompt alone fills `max_length` (no completion token would be left to learn
+from), and renders conversational rows with the tokenizer's chat template. A split the trainer would
+empty, or conversations without a template, are refused here in one line; rows cut are said.
+"""
+
+from pathlib import Path
+
+from paft_core.config import PipelineRun
+from paft_core.data import Kind, LoadedData
+from paft_core.errors import DataError
+
+
+def check_fit(loaded: LoadedData, kind: Kind, tokenizer, max_length: int | None) -> str | None:
+    """Raise DataError if no row survives TRL's truncation, or if chat rows meet no template; else a note."""
+    rows = loaded.dataset
+    field = f"{kind}.train.max_length"
+    if _conversational(rows[0]) and not tokenizer.chat_template:
+        raise DataError(f"{loaded.origin}: rows are chat messages, but the base model's tokenizer has no "
+                        "chat template; give plain-text `prompt`/`completion` rows or a base with a template")
+    if max_length is None or "prompt" not in rows.column_names:
+        return None  # whole conversations (`messages`) are trained on: truncation leaves tokens to learn
+    lengths = [_prompt_tokens(prompt, tokenizer) for prompt in rows["prompt"]]
+    cut = sum(length >= max_length for length in lengths)
+    if cut == len(lengths):
+        shortest = min(lengths)
+        raise DataError(f"{loaded.origin}: every prompt fills {field}={max_length} tokens (shortest "
+                        f"{shortest}), so training would have no rows; raise {field} above {shortest} or "
+                        "shorten the prompts")
+    if cut:
+        return (f"paft: {loaded.origin}: {cut} of {len(lengths)} rows dropped, their prompt fills "
+                f"{field}={max_length} tokens (longest {max(lengths)})")
+    return None
+
+
+def fits(loaded: LoadedData, kind: Kind, base: Path, spec: PipelineRun) -> None:
+    """Check one branch's data against the base's tokenizer (no weights load); print rows dropped, if any."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=spec.model.trust_remote_code)
+    if note := check_fit(loaded, kind, tokenizer, getattr(spec, kind).train.max_length):
+        print(note, flush=True)
+
+
+def _conversational(row: dict) -> bool:
+    return any(isinstance(row.get(field), list) for field in ("messages", "prompt", "chosen"))
+
+
+def _prompt_tokens(prompt, tokenizer) -> int:
+    """Tokens of the prompt as TRL renders it: the chat template with a generation prompt, or plain text."""
+    if isinstance(prompt, list):
+        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+        ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    else:
+        ids = tokenizer(prompt)["input_ids"]
+    return len(ids)
