@@ -25,16 +25,19 @@ def compare_flow(spec: PipelineRun) -> dict:
         configs = {name: write_spec(variant, folder, name) for name, variant in variants.specs(spec).items()}
         # One SFT lane beside preference: plain SFT first, as the sequential baseline waits on it.
         plain = variants.PLAIN_SFT
-        trained = {plain: train_branch.submit(configs[plain], "sft", parent)} if plain in configs else {}
+        trained = {}
+        if plain in configs:
+            trained[plain] = train_branch.submit(configs[plain], "sft", parent, plain)
         first = list(trained.values())
-        trained["preference"] = train_branch.submit(configs["paft"], "preference", parent)
-        trained["sft"] = train_branch.submit(configs["paft"], "sft", parent, wait_for=first)
-        merged = {name: merge_deltas.submit(configs[name], parent, wait_for=[trained[b] for b in needs])
+        trained["preference"] = train_branch.submit(configs["paft"], "preference", parent, "paft")
+        trained["sft"] = train_branch.submit(configs["paft"], "sft", parent, "paft", wait_for=first)
+        merged = {name: merge_deltas.submit(configs[name], parent, name, wait_for=[trained[b] for b in needs])
                   for name, needs in variants.needs(spec).items() if name in configs}
         if "sequential" in variants.names(spec):  # preference trained on the SFT-only model
             configs["sequential"] = sequential_spec.submit(spec, merged["sft-only"], folder)
-            trained["sequential"] = train_branch.submit(configs["sequential"], "preference", parent)
-            merged["sequential"] = merge_deltas.submit(configs["sequential"], parent,
+            trained["sequential"] = train_branch.submit(configs["sequential"], "preference", parent,
+                                                        "sequential")
+            merged["sequential"] = merge_deltas.submit(configs["sequential"], parent, "sequential",
                                                        wait_for=[trained["sequential"]])
         scores = {name: evaluate_variant.submit(configs[name], name, merged.get(name), parent)
                   for name in variants.names(spec)}

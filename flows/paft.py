@@ -31,8 +31,9 @@ def paft_flow(spec: PipelineRun) -> dict[str, float]:
         branches = [train.submit(config, branch, parent) for branch in BRANCHES]
         wait(branches)  # both branches end before a failure is raised: a finished one is kept
         [branch.result() for branch in branches]  # raises the first branch failure
-        merged = merge_deltas(config, parent)
-        scores = evaluate_model(config, f"{merged}/model", parent)
+        merging = merge_deltas.submit(config, parent, wait_for=branches)  # wait_for: the graph's edges
+        merged = merging.result()
+        scores = evaluate_model(config, f"{merged}/model", parent, wait_for=[merging])
         decision = promote(spec, merged, scores)  # `candidate`; `champion` only if the gate allows it
         summary = summarize(spec, parent, merged, scores, decision["version"])
     except BaseException as error:

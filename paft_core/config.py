@@ -131,6 +131,10 @@ MergeMethod = Literal["linear", "task_arithmetic", "ties", "dare_linear", "dare_
 Sparsifier = Literal["method", "magnitude", "dare", "keep"]
 
 
+FRACTION = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
+ARRAY_OF_FRACTIONS = {"type": "array", "items": FRACTION}
+
+
 class MergeSpec(Spec):
     """How the deltas are combined into the base (see paft_core/merge.py for the methods and papers)."""
 
@@ -140,7 +144,8 @@ class MergeSpec(Spec):
     method: MergeMethod = "ties"
     deltas: list[str] = Field(["sft", "preference"], min_length=1)  # branches, adapter or checkpoint paths
     weights: list[float] | None = None  # one per delta; None: 1.0 each
-    density: float | list[float] = 0.5  # fraction of each delta kept by magnitude or DARE; one or per delta
+    # fraction of each delta kept, one or per delta; the range in the schema too, for Prefect's form
+    density: float | list[float] = Field(0.5, json_schema_extra={"anyOf": [FRACTION, ARRAY_OF_FRACTIONS]})
     sparsify: list[Sparsifier] | None = None  # per delta; "method": what the method does, "keep": as trained
     lambda_: float = Field(1.0, alias="lambda", gt=0)  # scale of the merged delta (negate with weights)
     majority_sign: Literal["total", "frequency"] = "total"  # TIES sign election

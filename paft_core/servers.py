@@ -20,6 +20,9 @@ from paft_core.errors import ServerError
 def require_free_port(host: str, port: int, what: str) -> None:
     """Raise ServerError naming the port when something already listens on it (checked before starting)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers bind (uvicorn sets SO_REUSEADDR): a port left in TIME_WAIT by a server just
+        # stopped is free for them, only a listener makes it taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

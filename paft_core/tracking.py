@@ -22,6 +22,7 @@ from paft_core import paths
 from paft_core.config import TrackingSpec
 
 PARAM_PREFIX = "paft."  # the trainer's autolog writes TrainingArguments unprefixed: no collision
+VARIANT_ENV = "PAFT_VARIANT"  # the comparison variant a stage process works for (its runs' name and tag)
 PARENT_ENV = "PAFT_PARENT_RUN_ID"  # set by the flow for the stage processes it starts
 
 
@@ -93,9 +94,12 @@ def open_stage_run(spec: TrackingSpec, stage: str, params: dict, tags: dict[str,
     tags = {"paft.stage": stage, **_owner(), **(tags or {})}
     if parent_run_id:
         tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    variant = os.environ.get(VARIANT_ENV)  # set by the comparison flow: runs named and tagged by variant
+    if variant:
+        tags["paft.variant"] = variant
     started = int((started_at or time.time()) * 1000)
     created = MlflowClient().create_run(experiment_id, start_time=started, tags=resolve_tags(tags),
-                                        run_name=stage)  # what mlflow.start_run does, with a start time
+                                        run_name=f"{variant}/{stage}" if variant else stage)
     run = mlflow.start_run(run_id=created.info.run_id)
     mlflow.log_params(flatten(params, PARAM_PREFIX))
     return run.info.run_id

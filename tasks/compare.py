@@ -11,6 +11,8 @@ from paft_core.config import PipelineRun, write_config
 from paft_core.evaluation.runner import NICE_ENV
 from paft_core.tracking import PARENT_ENV
 from tasks.process import run_paft
+from tasks.stages import named
+from tasks.tracking import registered
 
 EVAL_FOLDERS = "eval_folders.json"  # beside a variant's spec: label → its eval stage folder
 
@@ -34,7 +36,7 @@ def evaluate_variant(config: str, name: str, merge_folder: str | None,
     chosen = ["--model", f"{merge_folder}/model"] if merge_folder else []
     # Training is the flow's critical path, then the last evaluation (sequential's chain is the longest).
     nice = "0" if name == "sequential" else "10"
-    found = run_paft(["eval", config, *chosen], {PARENT_ENV: parent_run_id, NICE_ENV: nice})
+    found = run_paft(["eval", config, *chosen], {PARENT_ENV: parent_run_id, NICE_ENV: nice, **named(name)})
     files.write_json_atomic(Path(config).parent / EVAL_FOLDERS, found.get("folders", {}))  # paired figures
     return found["metrics"]
 
@@ -48,7 +50,8 @@ def report(spec: PipelineRun, parent_run_id: str, folder: str, results: dict, me
     made = comparison.write(out, results, merges, branches, decision, variants.sft_used(spec), evals)
     tracking.log_run_folder(spec.tracking, parent_run_id, out, "report")
     tracking.set_run_tags(spec.tracking, parent_run_id, {"paft.promotion": decision["reason"],
-                                                         "paft.report": str(out)})
+                                                         "paft.report": str(out),
+                                                         **registered(spec, decision["version"])})
     create_markdown_artifact(made["markdown"], key="paft-comparison", description="PAFT comparison report")
     summary = {**made["metrics"], "promotion/promoted": float(decision["promote"])}
     return {"metrics": {**summary, **results.get("paft", {})}, "folder": str(out), "console": made["console"]}

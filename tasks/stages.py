@@ -8,7 +8,7 @@ from prefect.runtime import flow_run
 
 from paft_core import paths, stage
 from paft_core.config import PipelineRun, load_config, write_config
-from paft_core.tracking import PARENT_ENV
+from paft_core.tracking import PARENT_ENV, VARIANT_ENV
 from tasks.process import StageFailed, run_paft
 
 BRANCHES = ("sft", "preference")
@@ -30,9 +30,9 @@ def prepare(spec: PipelineRun, folder: str, evaluates: bool = True) -> str:
 
 
 @task(name="train", task_run_name="train-{branch}")
-def train_branch(config: str, branch: str, parent_run_id: str) -> str:
+def train_branch(config: str, branch: str, parent_run_id: str, variant: str = "") -> str:
     """Train one branch (resuming or reusing its stage folder); return the folder."""
-    env = {PARENT_ENV: parent_run_id, **branch_devices(branch)}
+    env = {PARENT_ENV: parent_run_id, **branch_devices(branch), **named(variant)}
     return run_paft(["train", branch, config], env)["folder"]
 
 
@@ -52,9 +52,14 @@ def train_remote(config: str, branch: str, parent_run_id: str) -> str:
 
 
 @task(name="merge")
-def merge_deltas(config: str, parent_run_id: str) -> str:
+def merge_deltas(config: str, parent_run_id: str, variant: str = "") -> str:
     """Merge the branches' deltas into the base; return the merge stage folder."""
-    return run_paft(["merge", config], {PARENT_ENV: parent_run_id})["folder"]
+    return run_paft(["merge", config], {PARENT_ENV: parent_run_id, **named(variant)})["folder"]
+
+
+def named(variant: str) -> dict[str, str]:
+    """The stage process's environment that names and tags its MLflow run by comparison variant."""
+    return {VARIANT_ENV: variant} if variant else {}
 
 
 @task(name="evaluate")

@@ -71,7 +71,13 @@ def summarize(spec: PipelineRun, run_id: str, merge_folder: str, scores: dict[st
              f"- Merged model: `{Path(merge_folder) / 'model'}`, registry `{spec.name}` version {version}",
              "", "| metric | value |", "| --- | --- |", *[f"| {r['metric']} | {r['value']} |" for r in rows]]
     create_markdown_artifact("\n".join(lines), key="paft-summary", description="PAFT pipeline summary")
+    tracking.set_run_tags(spec.tracking, run_id, registered(spec, version))
     return {**scores, **sparsity}
+
+
+def registered(spec: PipelineRun, version: str) -> dict[str, str]:
+    """The parent run's tag naming the registry version it made (the version links to the merge run)."""
+    return {"paft.registered_model": f"{spec.name} version {version}"}
 
 
 def _git_sha() -> str:

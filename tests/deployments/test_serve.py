@@ -124,6 +124,21 @@ def test_an_invalid_parameter_is_refused_by_the_server(served, tiny_base):
     assert status in (409, 422) and "spec.sft.l1.strength" in answer
 
 
+@pytest.mark.parametrize("density", [1.5, 0, [0.5, 1.5]])
+def test_the_form_schema_refuses_a_density_outside_0_1_before_a_run_exists(density):
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools.validation import validate
+
+    from flows.paft import paft_flow
+    from paft_core.config import PipelineRun
+
+    schema = parameter_schema(paft_flow.fn).model_dump_for_openapi()  # what the server checks a form with
+    spec = PipelineRun().model_dump(mode="json", by_alias=True)
+    assert validate({"spec": spec}, schema, raise_on_error=False) == []
+    spec["merge"]["density"] = density
+    assert validate({"spec": spec}, schema, raise_on_error=False)
+
+
 def test_a_short_interval_schedule_starts_a_run_by_itself(served, tiny_base):
     api, _, _, home = served
     deployment = api.deployment("paft/demo")

@@ -30,6 +30,20 @@ def test_a_taken_port_is_one_line_before_starting(command, what, taken_port, cap
     assert not paft_home.exists()
 
 
+def test_a_port_a_stopped_server_left_in_time_wait_is_free():
+    """`paft serve` restarted at once: the old server's closed connections linger in TIME_WAIT."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server side closes first: its end of the connection goes to TIME_WAIT
+        client.close()
+    servers.require_free_port("127.0.0.1", port, "Prefect server")  # does not raise
+
+
 def test_an_unreachable_mlflow_server_is_named_with_the_way_round(capsys, monkeypatch, paft_home):
     down = f"http://127.0.0.1:{servers.free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", down)

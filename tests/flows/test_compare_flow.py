@@ -43,8 +43,17 @@ def test_the_comparison_scores_every_variant_reports_and_promotes(tiny_base, paf
     query = f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     stages = client.search_runs([parent.info.experiment_id], query)
     names = [run.info.run_name for run in stages]
-    assert names.count("sft") == 2 and names.count("preference") == 2  # L1 + no L1; parallel + sequential
-    assert names.count("merge") == 5 and len([n for n in names if n.startswith("eval:")]) == 6
+    assert {"paft/sft", "sft-no-l1/sft", "paft/preference", "sequential/preference"} <= set(names)
+    merges = {run.data.tags.get("paft.variant") for run in stages if run.data.tags["paft.stage"] == "merge"}
+    assert merges == set(variants.ORDER) - {"base"} and names.count("paft/merge") == 1
+    keys = {}
+    for name in variants.ORDER:  # MLflow's search by variant: one scored run each, with the same keys
+        query = f"tags.`paft.variant` = '{name}' and tags.mlflow.parentRunId = '{parent.info.run_id}'"
+        (scored,) = [run for run in client.search_runs([parent.info.experiment_id], query)
+                     if run.info.run_name.startswith(f"{name}/eval:")]
+        keys[name] = frozenset(scored.data.metrics)
+    assert len(set(keys.values())) == 1 and any(key.endswith("/average") for key in keys["paft"])
+    assert parent.data.tags["paft.registered_model"] == "tiny version 1"
     assert set(children(client, parent)) == {"sft", "preference", "merge", "eval"}
     champion = client.get_model_version_by_alias("tiny", "champion").version
     assert int(champion) == int(client.get_model_version_by_alias("tiny", "candidate").version) == 1

@@ -24,18 +24,28 @@ def children(client, parent):
     """A pipeline run's stage runs by stage (`eval:<model>` counts as `eval`)."""
     query = f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     runs = client.search_runs([parent.info.experiment_id], query)
-    return {run.info.run_name.split(":")[0]: run for run in runs}
+    return {run.info.run_name.split("/")[-1].split(":")[0]: run for run in runs}  # "paft/eval:x" → eval
 
 
-def branch_task_runs(flow_run_id):
-    """The Prefect task runs of the two branches (each spans its whole `paft train` process)."""
+def task_runs(flow_run_id) -> dict:
+    """The Prefect task runs of a flow run, by name ("train-sft", "merge-1a2", ...)."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as prefect:
         found = prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    by_name = {run.name: run for run in found}
+    return {run.name: run for run in found}
+
+
+def branch_task_runs(flow_run_id):
+    """The Prefect task runs of the two branches (each spans its whole `paft train` process)."""
+    by_name = task_runs(flow_run_id)
     return by_name["train-sft"], by_name["train-preference"]
+
+
+def upstream(run) -> set[str]:
+    """Ids of the task runs a task run waited for or read from: the edges Prefect's graph draws."""
+    return {str(ref.id) for inputs in run.task_inputs.values() for ref in inputs if hasattr(ref, "id")}
 
 
 def pipeline_runs(client, experiment="paft"):
@@ -54,11 +64,16 @@ def test_the_dag_trains_both_branches_at_once_and_tracks_everything(tiny_base, p
     assert all(run.info.status == "FINISHED" for run in [parent, *runs.values()])
     sft, preference = branch_task_runs(parent.data.tags["prefect.flow_run_id"])
     assert sft.start_time < preference.end_time and preference.start_time < sft.end_time  # overlapped
+    found = task_runs(parent.data.tags["prefect.flow_run_id"])
+    graph = {name.rsplit("-", 1)[0]: run for name, run in found.items()}  # "merge-1a2" → "merge"
+    assert {str(sft.id), str(preference.id)} <= upstream(graph["merge"])  # train → merge → evaluate edges
+    assert str(graph["merge"].id) in upstream(graph["evaluate"])
     assert parent.data.tags["prefect.flow_run_id"] and parent.data.tags["paft.base_model"] == str(tiny_base)
     average = "eval/open_llm_v1-offline-quick-sub-arc.gsm8k-limit1/average"
     assert parent.data.metrics[average] == pytest.approx(summary[average])
     assert "sparsity/sft/density" in parent.data.metrics
     assert client.get_model_version_by_alias("tiny", "candidate").version == 1
+    assert client.get_run(parent.info.run_id).data.tags["paft.registered_model"] == "tiny version 1"
 
     again = paft_flow(spec)
     second = pipeline_runs(client)[-1]
