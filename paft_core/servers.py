@@ -136,7 +136,7 @@ def mlflow_ui(host: str, port: int) -> None:
     """`paft ui`: the MLflow UI on the project's store until Ctrl-C (one worker, job execution off: lean)."""
     from paft_core import paths
     from paft_core.config import TrackingSpec
-    from paft_core.tracking import tracking_uri
+    from paft_core.tracking import experiment_links, tracking_uri
 
     require_free_port(host, port, "MLflow UI")
     store = tracking_uri(TrackingSpec())
@@ -150,6 +150,8 @@ def mlflow_ui(host: str, port: int) -> None:
     process = start(mlflow_command(store, artifacts, host, port), env, log)
     wait_healthy(process, f"http://{host}:{port}/health", "MLflow UI", log)
     print(f"paft: MLflow UI at http://{host}:{port} (store {store}); Ctrl-C stops it", flush=True)
+    for name, link in experiment_links(store, f"http://{host}:{port}").items():
+        print(f"paft: experiment {name}: {link}", flush=True)
     hold(process, "MLflow UI")
 
 

@@ -22,6 +22,7 @@ from paft_core import paths
 from paft_core.config import TrackingSpec
 
 PARAM_PREFIX = "paft."  # the trainer's autolog writes TrainingArguments unprefixed: no collision
+ML_EXPERIMENT = {"mlflow.experimentKind": "custom_model_development"}  # the experiment page as for training
 VARIANT_ENV = "PAFT_VARIANT"  # the comparison variant a stage process works for (its runs' name and tag)
 PARENT_ENV = "PAFT_PARENT_RUN_ID"  # set by the flow for the stage processes it starts
 
@@ -44,7 +45,17 @@ def use(spec: TrackingSpec) -> str:
             mark_orphans_killed(uri, experiment.experiment_id)
             return experiment.experiment_id
         location = (paths.home() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
-        return mlflow.create_experiment(spec.experiment, artifact_location=location)
+        return mlflow.create_experiment(spec.experiment, artifact_location=location, tags=ML_EXPERIMENT)
+
+
+def experiment_links(uri: str, ui: str) -> dict[str, str]:
+    """Each experiment of the store by name → its runs table in the UI at `ui`, in machine-learning mode
+    (MLflow 3's UI opens in GenAI mode unless the link or the browser's last choice says otherwise)."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return {}  # nothing tracked yet: do not create the store just to list it
+    found = MlflowClient(uri).search_experiments()
+    return {e.name: f"{ui}/#/experiments/{e.experiment_id}/runs?workflowType=machine_learning" for e in found
+            if e.name != "Default"}
 
 
 @contextmanager

@@ -69,6 +69,13 @@ def test_paft_deploy_names_the_prefect_server_and_how_to_run_without(api, tmp_pa
 
 
 def test_paft_ui_serves_the_project_store_and_ctrl_c_leaves_no_process(paft_home):
+    import mlflow
+
+    from paft_core import tracking
+    from paft_core.config import TrackingSpec
+
+    experiment = tracking.use(TrackingSpec(experiment="tracked"))
+    assert mlflow.get_experiment(experiment).tags["mlflow.experimentKind"] == "custom_model_development"
     port = servers.free_port()
     process = subprocess.Popen([sys.executable, "-m", "paft_core.cli", "ui", "--port", str(port)],
                                cwd=paths.PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -76,6 +83,9 @@ def test_paft_ui_serves_the_project_store_and_ctrl_c_leaves_no_process(paft_home
     try:
         assert process.stdout.readline().startswith(f"paft: MLflow UI at http://127.0.0.1:{port} (store "
                                                     f"sqlite:///{paft_home / 'mlflow.db'})")
+        assert process.stdout.readline().strip() == (  # the runs table, not MLflow 3's GenAI overview
+            f"paft: experiment tracked: http://127.0.0.1:{port}/#/experiments/{experiment}/runs"
+            "?workflowType=machine_learning")
         assert servers.reachable(f"http://127.0.0.1:{port}/health")
         (server,) = children(process.pid)
     finally:
