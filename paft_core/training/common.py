@@ -5,6 +5,7 @@ MLflow run, trains (resuming from the last checkpoint of an interrupted folder) 
 adapter atomically. Everything that can be wrong with the input fails before the trainer is built.
 """
 
+import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,12 +14,16 @@ from typing import Literal
 import torch
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback
+from transformers.integrations import MLflowCallback
 
 from paft_core import data, deltas, models, preflight, stage, tracking
 from paft_core.config import LoraSpec, ModelSpec, PipelineRun, TrainSpec
 
 Branch = Literal["sft", "preference"]
 BuildTrainer = Callable[..., Trainer]
+# Trainer arguments that TrainingArguments rewrites after init (or masks): never "changed" for a user
+NORMALISED = {"accelerator_config", "debug", "include_for_metrics", "hub_token", "report_to", "output_dir",
+              "logging_dir", "activation_checkpointing"}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float32}  # fp16: AMP on fp32
 
 
@@ -42,7 +47,8 @@ def run_branch(spec: PipelineRun, branch: Branch, build: BuildTrainer, out: Path
             "paft.resumed_from": Path(checkpoint).name if checkpoint else "none"}
     with tracking.stage_run(spec.tracking, branch, reads, tags) as run_id:
         model, tokenizer = load_base(base.path, spec.model, branch_spec.train)
-        trainer = build(branch_spec, model, tokenizer, dataset.dataset, out / "checkpoints", list(callbacks))
+        trainer = build(branch_spec, model, tokenizer, dataset.dataset, out / "checkpoints",
+                        [TrackedSettings(), *callbacks])
         trainer.train(resume_from_checkpoint=checkpoint)
         adapter = stage.publish(out, "adapter", lambda folder: _save_adapter(trainer, folder))
         trainer.state.save_to_json(str(out / "trainer_state.json"))
@@ -50,6 +56,36 @@ def run_branch(spec: PipelineRun, branch: Branch, build: BuildTrainer, out: Path
         stage.finish(out, {"run_id": run_id, "adapter": "adapter", "global_step": trainer.state.global_step,
                            "resumed_from": tags["paft.resumed_from"]})
     return out
+
+
+class TrackedSettings(MLflowCallback):
+    """transformers' MLflow callback (metrics each log step) logging only the trainer arguments that differ
+    from their defaults, as `trainer.<name>`, not all 200 of them with the model's config.
+
+    Its `setup` reads `args.run_name` and `args.to_dict()` only (transformers 5.23.0): it is handed those.
+    """
+
+    def setup(self, args, state, model):
+        super().setup(_Changed(args), state, None)
+
+
+class _Changed:
+    """What MLflowCallback.setup reads of TrainingArguments, holding only the non-default values."""
+
+    def __init__(self, args):
+        # Field defaults, not a default config: building another TrainingArguments resets accelerate's state.
+        defaults = {field.name: _default(field) for field in dataclasses.fields(args)}
+        self.run_name = args.run_name
+        values = {key: value for key, value in args.to_dict().items() if key not in NORMALISED}
+        self._changed = {f"trainer.{key}": value for key, value in values.items()
+                         if (value or defaults.get(key)) and value != defaults.get(key)}  # None ≡ [] ≡ 0
+
+    def to_dict(self) -> dict:
+        return self._changed
+
+
+def _default(field: dataclasses.Field):
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
 
 
 def _save_adapter(trainer: Trainer, folder: Path) -> None:
@@ -93,7 +129,7 @@ def trainer_args(train: TrainSpec, output_dir: Path) -> dict:
         max_grad_norm=train.max_grad_norm,
         lr_scheduler_type=train.lr_scheduler, seed=train.seed, data_seed=train.seed,
         logging_steps=train.logging_steps, save_strategy="steps", save_steps=train.save_steps,
-        save_total_limit=2, report_to=["mlflow"], use_cpu=not on_gpu,
+        save_total_limit=2, report_to="none", use_cpu=not on_gpu,  # MLflow: TrackedSettings, added below
         bf16=train.precision == "bf16", fp16=train.precision == "fp16",
         gradient_checkpointing=train.gradient_checkpointing, max_length=train.max_length,
     )

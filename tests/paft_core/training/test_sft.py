@@ -136,6 +136,10 @@ def test_mlflow_run_holds_params_metrics_and_adapter(tiny_base, paft_home):
     assert run.data.params["paft.sft.l1.strength"] == "0.001"
     assert run.data.params["paft.sft.lora.r"] == "8"
     assert {"loss", "l1/norm", "sparsity/lora/zeros", "sparsity/delta/rel0.01"} <= set(run.data.metrics)
+    trainer = {key: value for key, value in run.data.params.items() if not key.startswith("paft.")}
+    assert trainer["trainer.learning_rate"] == "0.01" and "trainer.max_steps" in trainer  # set by the spec
+    assert all(key.startswith("trainer.") for key in trainer) and len(trainer) < 40  # defaults left out
+    assert "vocab_size" not in run.data.params and "trainer.adam_beta1" not in trainer  # no config dump
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
     assert "adapter/adapter_model.safetensors" in artifacts
     assert json.loads((out / "complete.json").read_text())["run_id"] == run.info.run_id
