@@ -19,6 +19,9 @@ from paft_core.errors import PaftError
 
 ERROR = "paft: error: "
 STEP = re.compile(r"(\d+)/(\d+) \[")  # tqdm's "12/40 [00:31<01:10, ...]"
+# Lines a user does not act on: library deprecation warnings (and the source line echoed after them),
+# dataset preparation bars
+NOISE = re.compile(r"Warning: |^\s+warnings\.warn\(|examples/s\]")
 
 
 LIVE: set[subprocess.Popen] = set()  # stage processes running now, for stop_stages
@@ -61,23 +64,26 @@ def run_paft(arguments: list[str], env: dict[str, str] | None = None) -> dict:
 
 
 def _follow(process: subprocess.Popen, stage: str, tail: deque, logger) -> None:
-    """Log each line; turn progress bars into a Prefect progress artifact instead of log spam."""
+    """Log each line; turn progress bars into a Prefect progress artifact (bar, step, ETA) instead of log
+    spam; third-party warnings and dataset bars go to DEBUG."""
     artifact, shown = None, -1
     for line in _lines(process.stdout):
         step = STEP.search(line)
         if step and ("it/s" in line or "s/it" in line):
             done = int(100 * int(step.group(1)) / max(int(step.group(2)), 1))
+            bar = line[:step.start()].split("%")[0].rsplit(":", 1)[0].strip(" |0123456789") or "steps"
+            counter = f"paft {stage} ({bar}): {line[step.start():].split(']')[0]}]"  # n/N [elapsed<ETA]
             if artifact is None:
-                artifact = create_progress_artifact(0.0, description=f"paft {stage}: steps done")
-            shown = -1 if done < shown else shown  # a new bar (tokenizing, then training steps)
+                artifact = create_progress_artifact(0.0, description=counter)
+            shown = -1 if done < shown else shown  # a new bar (loading weights, then training steps)
             if done >= shown + 5:
-                update_progress_artifact(artifact, float(done))
-                if done // 10 > shown // 10 or done == 100:  # a step counter with ETA on the console too
-                    logger.info(f"paft {stage}: {line[step.start():].split(']')[0]}]")
+                update_progress_artifact(artifact, float(done), description=counter)
+                if done // 10 > shown // 10 or done == 100:  # the counter with its ETA on the console too
+                    logger.info(counter)
                 shown = done
             continue
         tail.append(line)
-        logger.info(line)
+        logger.log(logging.DEBUG if NOISE.search(line) else logging.INFO, line)
 
 
 def _lines(stream) -> Iterator[str]:

@@ -57,7 +57,7 @@ def test_the_demo_config_runs_the_whole_comparison_on_smollm2(paft_home, tmp_pat
     assert "PAFT demo probes" in console and "sft-only" in console and " base on sft_skill" in console
     assert "paired SE" in console and "Alignment tax on the PAFT demo probes" in console
     assert "paft ui" in console and "paft serve" in console
-    assert re.search(r"paft train: 1/2 \[\d\d:\d\d<\d\d:\d\d", console)  # step counter, elapsed<ETA
+    assert re.search(r"paft train \(steps\): 1/2 \[\d\d:\d\d<\d\d:\d\d", console)  # step counter, elapsed<ETA
 
     base = models.resolve(ModelSpec())  # converted once from the package, then cached
     assert (base.path / "model.safetensors").is_file() and models.fingerprint(base.path) == base.fingerprint
