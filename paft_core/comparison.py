@@ -1,5 +1,6 @@
 """The comparison report: per suite a variant × benchmark table and paired differences (each variant
-against base, and the alignment tax PAFT − sequential), delta sparsity, plots, report.md, MLflow metrics.
+against base, and the alignment tax PAFT − sequential), delta sparsity, plots, report.md
+(and report.html, plots inside), MLflow metrics.
 
 Reads only what the stages left behind (eval metrics, the eval folders' per-item outputs, merge
 `complete.json` and plots, trainer_state.json), so it can be rebuilt from a finished run's folders.
@@ -7,8 +8,10 @@ Paired figures come from per-item differences on the items every variant was sco
 per-item outputs the tax falls back to an upper bound on its standard error.
 """
 
+import base64
 import json
 import math
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -170,10 +173,26 @@ def write(folder: Path, results: dict[str, dict[str, float]], merges: dict[str, 
             plots.append(folder / f"density-{variant}.png")
     text = _markdown(sections, decision, [p for p in plots if p], sft_used or {})
     (folder / "report.md").write_text(text)
+    (folder / "report.html").write_text(_html(text, folder))
     first = sections[0]
     return {"suite": first["label"], "rows": first["rows"], "sections": sections,
             "alignment_tax": first["tax"], "alignment_tax_stderr": first["tax_stderr"],
             "markdown": text, "metrics": _metrics(first), "console": _console(sections, decision)}
+
+
+def _html(text: str, folder: Path) -> str:
+    """The report as one HTML page with its plots inside: MLflow's artifact view renders HTML, and shows
+    markdown as plain text with image links."""
+    import markdown
+
+    def inline(found: re.Match) -> str:
+        return f'src="data:image/png;base64,{base64.b64encode((folder / found[1]).read_bytes()).decode()}"'
+
+    body = re.sub(r'src="([^"/]+\.png)"', inline, markdown.markdown(text, extensions=["tables"]))
+    style = ("body{font-family:sans-serif;max-width:60em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}")
+    head = f"<meta charset='utf-8'><title>PAFT report</title><style>{style}</style>"
+    return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"
 
 
 def _section(label: str, results: dict, merges: dict, evals: dict) -> dict:

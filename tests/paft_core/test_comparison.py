@@ -125,6 +125,9 @@ def test_the_report_shows_the_probes_the_paired_lines_and_the_alignment_tax_plot
     assert text.index("PAFT demo probes") < text.index("Open LLM Leaderboard v1")
     assert (tmp_path / "report" / "alignment_tax.png").is_file() and "![alignment_tax]" in text
     assert (tmp_path / "report" / "scores.png").is_file()
+    page = (tmp_path / "report" / "report.html").read_text()  # what MLflow's artifact view renders
+    assert "<table>" in page and "Alignment tax on the PAFT demo probes" in page
+    assert page.count('src="data:image/png;base64,') == 2 and 'src="scores.png"' not in page
 
 
 def test_a_report_without_the_probes_has_no_alignment_tax_plot(tmp_path):
