@@ -8,6 +8,7 @@ branch leaves the other's finished output in its stage folder for the re-run.
 from prefect import flow
 from prefect.futures import wait
 
+from flows.compare import compare_flow
 from paft_core.config import PipelineRun
 from tasks.stages import (
     BRANCHES,
@@ -22,8 +23,11 @@ from tasks.tracking import close_pipeline_run, end_after, open_pipeline_run, pro
 
 
 @flow(name="paft")
-def paft_flow(spec: PipelineRun) -> dict[str, float]:
-    """Train both branches concurrently from one base, merge their deltas, evaluate, register, gate."""
+def paft_flow(spec: PipelineRun) -> dict:
+    """Train both branches concurrently from one base, merge their deltas, evaluate, register, gate;
+    with `comparison.enabled`, the comparison flow instead (as a subflow): PAFT and the paper's baselines."""
+    if spec.comparison.enabled:  # the form's comparison section, honoured wherever the run starts
+        return compare_flow(spec)
     parent = open_pipeline_run(spec)
     try:
         config = prepare(spec, run_folder())

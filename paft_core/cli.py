@@ -104,14 +104,12 @@ def _run(args: argparse.Namespace) -> None:
         servers.check_prefect(os.environ["PREFECT_API_URL"])
     servers.check_mlflow(tracking.tracking_uri(spec.tracking))
     with lock.exclusive(), _prefect_api():  # a second run on this project folder is refused
-        if spec.comparison.enabled:
-            from flows.compare import compare_flow
-
-            _show_comparison(compare_flow(spec))
-            return
         from flows.paft import paft_flow
 
-        summary = paft_flow(spec)
+        summary = paft_flow(spec)  # the comparison flow when the spec enables it
+    if spec.comparison.enabled:
+        _show_comparison(summary)
+        return
     for key, value in summary.items():
         print(f"paft: {key} = {value:.4g}")
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from flows.compare import compare_flow
+from flows.paft import paft_flow
 from paft_core import variants
 from tests import tiny
 from tests.flows.test_paft_flow import FAST_EVAL, children, pipeline_runs
@@ -14,7 +14,7 @@ EVAL = FAST_EVAL | {"suites": ["paft_probes", "open_llm_v1"], "limit": 2, "probe
 
 def test_the_comparison_scores_every_variant_reports_and_promotes(tiny_base, paft_home, prefect_server):
     spec = tiny.spec(tiny_base, evaluation=EVAL, comparison={"enabled": True}, sft__l1={"strength": 1e-3})
-    summary = compare_flow(spec)
+    summary = paft_flow(spec)  # the deployments' flow: its form's comparison section switches to this one
     metrics = summary["metrics"]
     assert {f"compare/{name}/average" for name in variants.ORDER} <= set(metrics)  # the probes' averages
     assert metrics["compare/alignment_tax"] == pytest.approx(
