@@ -48,6 +48,15 @@ def use(spec: TrackingSpec) -> str:
         return mlflow.create_experiment(spec.experiment, artifact_location=location, tags=ML_EXPERIMENT)
 
 
+def run_link(spec: TrackingSpec, run_id: str) -> str:
+    """Where a person opens a run: its page on the MLflow server, or the command that serves the store."""
+    uri = tracking_uri(spec)
+    if not uri.startswith(("http://", "https://")):
+        return f"`paft ui`, then run `{run_id}`"
+    experiment = MlflowClient(uri).get_run(run_id).info.experiment_id
+    return f"[{run_id}]({uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id})"
+
+
 def experiment_links(uri: str, ui: str) -> dict[str, str]:
     """Each experiment of the store by name → its runs table in the UI at `ui`, in machine-learning mode
     (MLflow 3's UI opens in GenAI mode unless the link or the browser's last choice says otherwise)."""

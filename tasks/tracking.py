@@ -66,8 +66,8 @@ def summarize(spec: PipelineRun, run_id: str, merge_folder: str, scores: dict[st
                 if isinstance(value, float) and key.endswith(("/density", "/density_rel0.001", "/kept"))}
     rows = [{"metric": key, "value": round(value, 4)} for key, value in {**scores, **sparsity}.items()]
     create_table_artifact(rows, key="paft-scores", description=f"{spec.name}: scores and sparsity")
-    lines = [f"# PAFT run `{spec.name}`", "", f"- MLflow parent run: `{run_id}` "
-             f"(experiment `{spec.tracking.experiment}`; `paft ui` to browse)",
+    where = f"{tracking.run_link(spec.tracking, run_id)} (experiment `{spec.tracking.experiment}`)"
+    lines = [f"# PAFT run `{spec.name}`", "", f"- MLflow parent run: {where}",
              f"- Merged model: `{Path(merge_folder) / 'model'}`, registry `{spec.name}` version {version}",
              "", "| metric | value |", "| --- | --- |", *[f"| {r['metric']} | {r['value']} |" for r in rows]]
     create_markdown_artifact("\n".join(lines), key="paft-summary", description="PAFT pipeline summary")

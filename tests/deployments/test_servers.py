@@ -76,6 +76,8 @@ def test_paft_ui_serves_the_project_store_and_ctrl_c_leaves_no_process(paft_home
 
     experiment = tracking.use(TrackingSpec(experiment="tracked"))
     assert mlflow.get_experiment(experiment).tags["mlflow.experimentKind"] == "custom_model_development"
+    run = mlflow.MlflowClient().create_run(experiment).info.run_id
+    assert tracking.run_link(TrackingSpec(), run) == f"`paft ui`, then run `{run}`"  # the project's own store
     port = servers.free_port()
     process = subprocess.Popen([sys.executable, "-m", "paft_core.cli", "ui", "--port", str(port)],
                                cwd=paths.PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -87,6 +89,9 @@ def test_paft_ui_serves_the_project_store_and_ctrl_c_leaves_no_process(paft_home
             f"paft: experiment tracked: http://127.0.0.1:{port}/#/experiments/{experiment}/runs"
             "?workflowType=machine_learning")
         assert servers.reachable(f"http://127.0.0.1:{port}/health")
+        served = TrackingSpec(tracking_uri=f"http://127.0.0.1:{port}")  # a server: the run's page
+        assert tracking.run_link(served, run) == (
+            f"[{run}](http://127.0.0.1:{port}/#/experiments/{experiment}/runs/{run})")
         (server,) = children(process.pid)
     finally:
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
