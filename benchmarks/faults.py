@@ -41,8 +41,9 @@ def main() -> None:
     (ROOT / "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True)))
     reference = Case("uninterrupted")
     assert reference.run().wait() == 0, reference.log.read_text()[-3000:]
-    print("| fault | stopped with | recovered | steps redone of those trained before the fault | "
-          "MLflow runs (status: count) | merged model = uninterrupted |\n|---|---|---|---|---|---|")
+    print(f"| fault | stopped with | re-run completes | re-run trains (checkpoint every "
+          f"{TRAIN['save_steps']} steps) | MLflow runs after (status: count) | merged model = uninterrupted |"
+          "\n|---|---|---|---|---|---|")
     for name, when, who, sig in KILLS:
         print(Case(name).fault(when, who, sig, reference.model_digest()), flush=True)
     print(concurrent_submissions(spec))
@@ -77,27 +78,16 @@ class Case:
             os.kill(target, sig)
         run.wait(timeout=300)
         time.sleep(2)
-        trained, saved = self.progress(), self.steps()
+        saved, done = self.steps(), self.steps(finished_only=True)
         again = self.run().wait()
         statuses = self.statuses()
         same = self.model_digest() == reference
         how = f"{sig.name} to {who}"
-        work = ", ".join(f"{branch} {trained[branch] - saved.get(branch, 0)} of {trained[branch]}"
-                         for branch in trained) or "none (training was done)"
+        work = ", ".join(f"{branch} {'reused' if branch in done else f'from step {saved.get(branch, 0)}'}"
+                         for branch in ("sft", "preference"))
         runs = ", ".join(f"{status}: {count}" for status, count in sorted(statuses.items()))
         return (f"| {self.folder.name} | {how} | {'yes' if again == 0 else f'no (exit {again})'} | {work} | "
                 f"{runs} | {'yes' if same else 'NO'} |")
-
-    def progress(self) -> dict[str, int]:
-        """Steps each unfinished branch had trained when the fault hit, at least (its last progress line,
-        logged every tenth of the steps)."""
-        found, done = {}, self.steps(finished_only=True)
-        for line in self.log.read_text().splitlines():
-            for branch in ("sft", "preference"):
-                marker = f"Task run 'train-{branch}' - paft train: "
-                if marker in line and f"/{TRAIN['max_steps']} [" in line and branch not in done:
-                    found[branch] = int(line.split(marker)[1].split("/")[0])
-        return found
 
     def steps(self, finished_only: bool = False) -> dict[str, int]:
         """Optimizer steps each branch has saved (its last whole checkpoint, or its finished adapter)."""

@@ -114,14 +114,18 @@ def test_the_run_button_runs_the_flow_and_tracks_it_in_mlflow(served, tiny_base)
     assert parent.info.status == "FINISHED"
 
 
-def test_an_invalid_parameter_is_refused_by_the_server(served, tiny_base):
+@pytest.mark.parametrize(("section", "field", "value"), [("sft", "l1", {"strength": -1}),
+                                                       ("merge", "density", 1.5)])
+def test_an_invalid_parameter_is_refused_by_the_server(served, tiny_base, section, field, value):
     api, _, _, _ = served
     deployment = api.deployment("paft/demo")
     spec = tiny.spec(tiny_base).model_dump(mode="json", by_alias=True)
-    spec["sft"]["l1"]["strength"] = -1
+    spec[section][field] = value
+    before = api.ok("POST", "/flow_runs/count", {})
     status, answer = api.call("POST", f"/deployments/{deployment['id']}/create_flow_run",
                               {"parameters": {"spec": spec}})
-    assert status in (409, 422) and "spec.sft.l1.strength" in answer
+    assert status in (409, 422) and f"spec.{section}.{field}" in answer
+    assert api.ok("POST", "/flow_runs/count", {}) == before  # refused before a run exists
 
 
 @pytest.mark.parametrize("density", [1.5, 0, [0.5, 1.5]])
