@@ -43,6 +43,7 @@ def temporary_server() -> Iterator[str]:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     host, port = "127.0.0.1", servers.free_port()
     os.environ["PREFECT_API_URL"] = api = f"http://{host}:{port}/api"
+    os.environ[servers.TEMPORARY_PREFECT_ENV] = "1"
     log = home / "run-server.log"
     server = servers.start(server_command(host, port), dict(os.environ), log)
     try:
@@ -51,7 +52,7 @@ def temporary_server() -> Iterator[str]:
     finally:
         _send_logs()
         servers.stop(server)
-        del os.environ["PREFECT_API_URL"]
+        del os.environ["PREFECT_API_URL"], os.environ[servers.TEMPORARY_PREFECT_ENV]
 
 
 def _send_logs() -> None:

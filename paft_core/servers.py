@@ -16,6 +16,9 @@ from pathlib import Path
 
 from paft_core.errors import ServerError
 
+# Set while `paft run` holds a temporary Prefect server: its UI links die with it, so none is recorded
+TEMPORARY_PREFECT_ENV = "PAFT_TEMPORARY_PREFECT"
+
 
 def require_free_port(host: str, port: int, what: str) -> None:
     """Raise ServerError naming the port when something already listens on it (checked before starting)."""

@@ -1,6 +1,7 @@
 """Prefect tasks for the pipeline's MLflow parent run, the registry and the run's Prefect artifacts."""
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from paft_core import comparison, promotion, tracking
+from paft_core import comparison, promotion, servers, tracking
 from paft_core.config import PipelineRun
 from paft_core.paths import PROJECT_ROOT
 from tasks.process import stop_stages
@@ -17,7 +18,9 @@ from tasks.process import stop_stages
 @task(name="open-mlflow-run")
 def open_pipeline_run(spec: PipelineRun) -> str:
     """The parent MLflow run of this flow run, tagged with the Prefect run and the code version."""
-    tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_url": str(flow_run.ui_url or ""),
+    lasting = not os.environ.get(servers.TEMPORARY_PREFECT_ENV)  # a temporary server's links die with it
+    url = str(flow_run.ui_url or "") if lasting else ""
+    tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_url": url,
             "mlflow.source.git.commit": _git_sha(), "paft.base_model": spec.model.source}
     name = f"{spec.name}:{flow_run.name or 'local'}"
     return tracking.open_pipeline_run(spec.tracking, name, spec.model_dump(mode="json", by_alias=True), tags)

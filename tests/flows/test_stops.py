@@ -74,3 +74,6 @@ def test_a_stopped_run_takes_its_stages_and_server_with_it(how, tiny_base, tmp_p
     assert output.strip().splitlines()[-1] == f"paft: stopped by {name}; run the same command again to resume"
     assert "Traceback" not in output
     assert set(runs.values()) == {"KILLED"} and len(runs) == 3
+    with sqlite3.connect(tmp_path / "home" / "mlflow.db") as connection:  # no link to a server now gone
+        (url,) = connection.execute("SELECT value FROM tags WHERE key = 'prefect.flow_run_url'").fetchone()
+    assert url == ""
