@@ -129,10 +129,7 @@ class PreferenceSpec(Spec):
 
 MergeMethod = Literal["linear", "task_arithmetic", "ties", "dare_linear", "dare_ties"]
 Sparsifier = Literal["method", "magnitude", "dare", "keep"]
-
-
-FRACTION = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
-ARRAY_OF_FRACTIONS = {"type": "array", "items": FRACTION}
+FRACTION = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}  # JSON schema: Prefect's form checks it
 
 
 class MergeSpec(Spec):
@@ -144,8 +141,8 @@ class MergeSpec(Spec):
     method: MergeMethod = "ties"
     deltas: list[str] = Field(["sft", "preference"], min_length=1)  # branches, adapter or checkpoint paths
     weights: list[float] | None = None  # one per delta; None: 1.0 each
-    # fraction of each delta kept, one or per delta; the range in the schema too, for Prefect's form
-    density: float | list[float] = Field(0.5, json_schema_extra={"anyOf": [FRACTION, ARRAY_OF_FRACTIONS]})
+    density: float | list[float] = Field(  # fraction of each delta kept (magnitude or DARE), one or per delta
+        0.5, json_schema_extra={"anyOf": [FRACTION, {"type": "array", "items": FRACTION}]})
     sparsify: list[Sparsifier] | None = None  # per delta; "method": what the method does, "keep": as trained
     lambda_: float = Field(1.0, alias="lambda", gt=0)  # scale of the merged delta (negate with weights)
     majority_sign: Literal["total", "frequency"] = "total"  # TIES sign election
@@ -297,9 +294,6 @@ def load_config(path: str | Path, schema: type[Spec] = PipelineRun) -> Spec:
 
 def describe(err: ValidationError, path: Path | str) -> str:
     """One line per pydantic error: file, dotted field path, what is wrong."""
-    lines = []
-    for item in err.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{path}: {field}: {message}")
-    return "\n".join(lines)
+    fields = [".".join(str(part) for part in item["loc"]) or "(top level)" for item in err.errors()]
+    return "\n".join(f"{path}: {field}: {item['msg'].removeprefix('Value error, ')}"
+                     for field, item in zip(fields, err.errors(), strict=True))
