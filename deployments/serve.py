@@ -20,9 +20,6 @@ def serve(host: str, port: int, rows: dict[str, Deployment] = DEPLOYMENTS) -> No
     servers.check_mlflow(os.environ.get("MLFLOW_TRACKING_URI", ""))  # the flow runs log there
     home = Path(os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect")))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # SQLite serialises writes: submissions arriving together wait for the lock (Prefect's default 10 s
-    # statement timeout answers 503 under load); a team that submits many at once: Prefect on PostgreSQL.
-    os.environ.setdefault("PREFECT_SERVER_DATABASE_TIMEOUT", "60")
     os.environ["PREFECT_API_URL"] = api = f"http://{host}:{port}/api"  # before Prefect reads its settings
     checked(rows)  # a bad row is refused before the server starts
     log = home / "server.log"

@@ -105,8 +105,13 @@ def _run(args: argparse.Namespace) -> None:
     servers.check_mlflow(tracking.tracking_uri(spec.tracking))
     with lock.exclusive(), _prefect_api():  # a second run on this project folder is refused
         from flows.paft import paft_flow
+        from tasks.tracking import cancel_stopped
 
-        summary = paft_flow(spec)  # the comparison flow when the spec enables it
+        try:
+            summary = paft_flow(spec)  # the comparison flow when the spec enables it
+        except KeyboardInterrupt:
+            cancel_stopped("stopped by a signal; run the same command again to resume")
+            raise
     if spec.comparison.enabled:
         _show_comparison(summary)
         return

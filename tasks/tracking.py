@@ -38,7 +38,21 @@ def end_after(error: BaseException, spec: PipelineRun, run_id: str) -> None:
     stopped = not isinstance(error, Exception)  # KeyboardInterrupt, Prefect's TerminationSignal
     if stopped:
         stop_stages()
+        STOPPED.append(str(flow_run.id))  # Prefect ends it Crashed; `cancel_stopped` makes it Cancelled
     close_pipeline_run(spec, run_id, "KILLED" if stopped else "FAILED", {})
+
+
+STOPPED: list[str] = []  # flow runs of this process stopped by a signal
+
+
+def cancel_stopped(reason: str) -> None:
+    """Mark the flow runs a signal stopped Cancelled, as a person reading the UI would call them."""
+    from prefect import get_client
+    from prefect.states import Cancelled
+
+    with get_client(sync_client=True) as client:
+        for run in STOPPED:
+            client.set_flow_run_state(run, Cancelled(message=reason), force=True)
 
 
 @task(name="promote")

@@ -77,3 +77,6 @@ def test_a_stopped_run_takes_its_stages_and_server_with_it(how, tiny_base, tmp_p
     with sqlite3.connect(tmp_path / "home" / "mlflow.db") as connection:  # no link to a server now gone
         (url,) = connection.execute("SELECT value FROM tags WHERE key = 'prefect.flow_run_url'").fetchone()
     assert url == ""
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as connection:  # the temporary server's store
+        states = [row[0] for row in connection.execute("SELECT state_type FROM flow_run")]
+    assert states == ["CANCELLED"]
