@@ -147,19 +147,25 @@ def _write_weights(folder: Path, reader: checkpoint.Reader, layout: dict[str, ch
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
     with _torch_threads(1 if workers > 1 else torch.get_num_threads()), ThreadPoolExecutor(workers) as pool:
         try:
-            futures = [(name, pool.submit(work, name)) for name in reader.names()]
-            for name, future in futures:  # in checkpoint order
-                result = future.result()
-                if result is not None:
-                    collector.record(name, result[0])
-                    if result[1]:
-                        exporter.record(result[1])
-                tracking_ok()
+            _record_in_order([(name, pool.submit(work, name)) for name in reader.names()], collector,
+                             exporter, tracking_ok)
         except BaseException:
             pool.shutdown(cancel_futures=True)  # a failed tensor stops the merge, not only its own work
             raise
         finally:
             writer.close()
+
+
+def _record_in_order(futures: list, collector: Collector, exporter: Exporter | None,
+                     tracking_ok: Callable[[], None]) -> None:
+    """Each merged tensor's figures (and LoRA factors) as it finishes, in checkpoint order."""
+    for name, future in futures:
+        result = future.result()
+        if result is not None:
+            collector.record(name, result[0])
+            if result[1]:
+                exporter.record(result[1])
+        tracking_ok()
 
 
 def _require_safetensors(folder: Path) -> None:

@@ -5,6 +5,7 @@ from), and renders conversational rows with the tokenizer's chat template. A spl
 empty, or conversations without a template, are refused here in one line; rows cut are said.
 """
 
+import functools
 from pathlib import Path
 
 from paft_core.config import PipelineRun
@@ -21,7 +22,7 @@ def check_fit(loaded: LoadedData, kind: Kind, tokenizer, max_length: int | None)
                         "chat template; give plain-text `prompt`/`completion` rows or a base with a template")
     if max_length is None or "prompt" not in rows.column_names:
         return None  # whole conversations (`messages`) are trained on: truncation leaves tokens to learn
-    lengths = [_prompt_tokens(prompt, tokenizer) for prompt in rows["prompt"]]
+    lengths = _prompt_tokens(list(rows["prompt"]), tokenizer)
     cut = sum(length >= max_length for length in lengths)
     if cut == len(lengths):
         shortest = min(lengths)
@@ -36,22 +37,29 @@ def check_fit(loaded: LoadedData, kind: Kind, tokenizer, max_length: int | None)
 
 def fits(loaded: LoadedData, kind: Kind, base: Path, spec: PipelineRun) -> None:
     """Check one branch's data against the base's tokenizer (no weights load); print rows dropped, if any."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=spec.model.trust_remote_code)
+    tokenizer = _tokenizer(base, spec.model.trust_remote_code)
     if note := check_fit(loaded, kind, tokenizer, getattr(spec, kind).train.max_length):
         print(note, flush=True)
+
+
+@functools.cache
+def _tokenizer(base: Path, trust_remote_code: bool):
+    """The base's tokenizer, loaded once per process (validate checks both branches with it)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
 
 
 def _conversational(row: dict) -> bool:
     return any(isinstance(row.get(field), list) for field in ("messages", "prompt", "chosen"))
 
 
-def _prompt_tokens(prompt, tokenizer) -> int:
-    """Tokens of the prompt as TRL renders it: the chat template with a generation prompt, or plain text."""
-    if isinstance(prompt, list):
-        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+def _prompt_tokens(prompts: list, tokenizer) -> list[int]:
+    """Tokens of each prompt as TRL renders it (the chat template with a generation prompt, or plain text),
+    tokenized as one batch."""
+    if isinstance(prompts[0], list):
+        ids = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=True)
         ids = ids["input_ids"] if hasattr(ids, "keys") else ids
     else:
-        ids = tokenizer(prompt)["input_ids"]
-    return len(ids)
+        ids = tokenizer(prompts)["input_ids"]
+    return [len(row) for row in ids]
