@@ -197,7 +197,7 @@ class EvalSpec(Spec):
     batch_size: int | Literal["auto"] = 1  # the leaderboard ran 1 per GPU; padding moves scores a bit
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: as the checkpoint stores it
     device: str | None = None  # None: cuda when available, else cpu
-    threads: int | None = Field(None, ge=1)  # torch CPU threads per evaluation; None: torch decides
+    threads: int | None = Field(None, ge=1)  # torch threads while stages share the machine; alone: every core
     bootstrap_iters: int = Field(100000, ge=0)  # stderr of non-mean metrics; mean metrics have a closed form
     seed: int = 0  # lm-eval's random seed; its numpy, torch and few-shot seeds stay 1234
     log_samples: bool = True  # per-sample inputs and outputs, kept with the results and in MLflow

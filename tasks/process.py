@@ -16,6 +16,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from paft_core import paths, servers
 from paft_core.errors import PaftError
+from paft_core.evaluation.harness import ALONE_THREADS_ENV
 
 ERROR = "paft: error: "
 STEP = re.compile(r"(\d+)/(\d+) \[")  # tqdm's "12/40 [00:31<01:10, ...]"
@@ -32,6 +33,13 @@ def stop_stages() -> None:
     for process in list(LIVE):
         if process.poll() is None:
             process.terminate()
+
+
+def cores_if_alone() -> dict[str, str]:
+    """An evaluation's environment: every core when no other stage process is running, else its spec's."""
+    if any(process.poll() is None for process in LIVE):
+        return {}
+    return {ALONE_THREADS_ENV: str(len(os.sched_getaffinity(0)))}
 
 
 class StageFailed(PaftError):

@@ -9,7 +9,7 @@ from prefect.runtime import flow_run
 from paft_core import paths, stage
 from paft_core.config import PipelineRun, load_config, write_config
 from paft_core.tracking import PARENT_ENV, VARIANT_ENV
-from tasks.process import StageFailed, run_paft
+from tasks.process import StageFailed, cores_if_alone, run_paft
 
 BRANCHES = ("sft", "preference")
 
@@ -66,7 +66,7 @@ def named(variant: str) -> dict[str, str]:
 def evaluate_model(config: str, model: str | None, parent_run_id: str) -> dict[str, float]:
     """Score a model folder (None: the spec's base model) on the spec's suites; return its eval/* metrics."""
     chosen = ["--model", model] if model else []
-    return run_paft(["eval", config, *chosen], {PARENT_ENV: parent_run_id})["metrics"]
+    return run_paft(["eval", config, *chosen], {PARENT_ENV: parent_run_id, **cores_if_alone()})["metrics"]
 
 
 def branch_devices(branch: str) -> dict[str, str]:

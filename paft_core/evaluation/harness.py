@@ -23,6 +23,9 @@ from paft_core.evaluation import offline, suites
 from paft_core.evaluation.suites import Suite
 from paft_core.evaluation.target import Target
 
+# Set by the flows when an evaluation starts with no other stage running: it takes every core then,
+# whatever `evaluation.threads` (the share while stages run side by side) says.
+ALONE_THREADS_ENV = "PAFT_EVAL_THREADS"
 SUBSET_CHARS = 40  # a longer subset name is replaced by a hash of it (the params keep the names)
 
 
@@ -130,10 +133,11 @@ def run(suite: Suite, how: Settings, target: Target, spec: EvalSpec, log_samples
     # Only the suite's folders: indexing all of lm-eval's 14k task configs costs ~10 s.
     manager = TaskManager(include_path=include_paths(suite), include_defaults=False)
     device = spec.device or _default_device()
-    if spec.threads:  # not in Settings: thread count does not change what is scored, only how fast
+    threads = int(os.environ.get(ALONE_THREADS_ENV) or 0) or spec.threads
+    if threads:  # not in Settings: thread count does not change what is scored, only how fast
         import torch
 
-        torch.set_num_threads(spec.threads)
+        torch.set_num_threads(threads)
     cache = paths.home() / "lm_eval_cache" / target.fingerprint[:16] if spec.request_cache else None
     return lm_eval.simple_evaluate(
         model=how.backend, model_args=model_args(suite, target, how),

@@ -1,6 +1,7 @@
 """A stage's output as the Prefect log shows it: bars named, with step and ETA; library noise at DEBUG."""
 
 import logging
+import os
 import subprocess
 import sys
 from collections import deque
@@ -50,3 +51,17 @@ def test_bars_are_named_with_step_and_eta_and_noise_goes_to_debug(monkeypatch):
                     "paft: sft adapter in stages/sft-1/adapter"]
     assert len(debug) == 3 and "FutureWarning" in debug[1] and "examples/s" in debug[0]
     assert artifacts[-1] == (100.0, "paft train (steps): 4/4 [00:02<00:00, 1.50it/s]")  # step, ETA in the UI
+
+
+def test_an_evaluation_alone_gets_every_core_and_shares_them_while_a_stage_runs():
+    cores = len(os.sched_getaffinity(0))
+    assert process.cores_if_alone() == {process.ALONE_THREADS_ENV: str(cores)}
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    process.LIVE.add(running)
+    try:
+        assert process.cores_if_alone() == {}  # the spec's `evaluation.threads` applies
+    finally:
+        process.LIVE.discard(running)
+        running.kill()
+        running.wait()
+    assert process.cores_if_alone() == {process.ALONE_THREADS_ENV: str(cores)}  # finished: not counted

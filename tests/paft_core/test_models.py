@@ -80,3 +80,14 @@ def test_embedded_default_without_package_says_install_command(monkeypatch):
 def test_hub_id_offline_says_so():
     with pytest.raises(ModelError, match="hub is unreachable"):
         models.resolve(ModelSpec(source="nobody/no-such-model"))
+
+
+def test_the_conversion_reads_the_gguf_once_and_leaves_the_library_as_it_was():
+    gguf = pytest.importorskip("gguf")
+    embedded = models.embedded_gguf()
+    reader, names = gguf.GGUFReader, gguf.get_tensor_name_map
+    with models._gguf_parsed_once():
+        assert gguf.GGUFReader(str(embedded)) is gguf.GGUFReader(str(embedded))  # tokenizer, config, weights
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 30) is gguf.get_tensor_name_map(
+            gguf.MODEL_ARCH.LLAMA, 30)
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, names)  # no cache outlives the conversion
