@@ -33,9 +33,12 @@ DEPLOYMENTS = {
 
 
 def parameters(row: Deployment) -> dict[str, Any]:
-    """The row's flow parameters: its spec file (aliases as in YAML) and its extras."""
+    """The row's flow parameters: its spec file (the sections its flow reads, aliases as in YAML), extras."""
+    import typing
+
+    reads = set(typing.get_type_hints(flow_of(row).fn)["spec"].model_fields)  # the form shows these only
     spec = load_config(paths.PROJECT_ROOT / row.config)
-    return {"spec": spec.model_dump(mode="json", by_alias=True), **(row.extra or {})}
+    return {"spec": spec.model_dump(mode="json", by_alias=True, include=reads), **(row.extra or {})}
 
 
 def checked(rows: dict[str, Deployment]) -> dict[str, dict[str, Any]]:

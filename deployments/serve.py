@@ -23,7 +23,8 @@ def serve(host: str, port: int, rows: dict[str, Deployment] = DEPLOYMENTS) -> No
     os.environ["PREFECT_API_URL"] = api = f"http://{host}:{port}/api"  # before Prefect reads its settings
     checked(rows)  # a bad row is refused before the server starts
     log = home / "server.log"
-    server = servers.start(server_command(host, port), dict(os.environ), log)
+    guarded = [sys.executable, "-m", "deployments.guard", host, str(port)]  # spec rules checked at submit
+    server = servers.start(guarded, dict(os.environ), log)
     try:
         servers.wait_healthy(server, f"{api}/health", "Prefect server", log)
         _serve(rows, f"http://{host}:{port}", log)

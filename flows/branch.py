@@ -9,11 +9,12 @@ from typing import Literal
 from prefect import flow
 
 from paft_core.config import PipelineRun
-from tasks.stages import prepare, run_folder, train_branch
+from tasks.stages import BranchRun, prepare, run_folder, train_branch
 
 
 @flow(name="paft-branch")
-def branch_flow(spec: PipelineRun, branch: Literal["sft", "preference"], parent_run_id: str = "") -> str:
+def branch_flow(spec: BranchRun, branch: Literal["sft", "preference"], parent_run_id: str = "") -> str:
     """Check the spec, resolve the base model, train one branch; return its stage folder."""
-    config = prepare(spec, run_folder(), evaluates=False)
+    whole = PipelineRun.model_validate(spec.model_dump(by_alias=True))  # the rest at defaults: unread
+    config = prepare(whole, run_folder(), evaluates=False)
     return train_branch(config, branch, parent_run_id)

@@ -10,6 +10,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from paft_core import variants
 from paft_core.config import PipelineRun
+from tasks.approval import approved
 from tasks.compare import evaluate_variant, report, sequential_spec, write_spec
 from tasks.stages import merge_deltas, prepare, run_folder, train_branch
 from tasks.tracking import close_pipeline_run, end_after, open_pipeline_run, promote
@@ -41,7 +42,7 @@ def compare_flow(spec: PipelineRun) -> dict:
                                                        wait_for=[trained["sequential"]])
         scores = {name: evaluate_variant.submit(configs[name], name, merged.get(name), parent)
                   for name in variants.names(spec)}
-        decision = promote(spec, merged["paft"], scores["paft"])
+        decision = approved(spec, promote(spec, merged["paft"], scores["paft"]), parent)
         summary = report(spec, parent, folder, scores, merged, trained, decision)
     except BaseException as error:
         end_after(error, spec, parent)

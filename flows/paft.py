@@ -10,6 +10,7 @@ from prefect.futures import wait
 
 from flows.compare import compare_flow
 from paft_core.config import PipelineRun
+from tasks.approval import approved
 from tasks.stages import (
     BRANCHES,
     evaluate_model,
@@ -38,7 +39,7 @@ def paft_flow(spec: PipelineRun) -> dict:
         merging = merge_deltas.submit(config, parent, wait_for=branches)  # wait_for: the graph's edges
         merged = merging.result()
         scores = evaluate_model(config, f"{merged}/model", parent, wait_for=[merging])
-        decision = promote(spec, merged, scores)  # `candidate`; `champion` only if the gate allows it
+        decision = approved(spec, promote(spec, merged, scores), parent)  # `champion`: the gate, or a person
         summary = summarize(spec, parent, merged, scores, decision["version"])
     except BaseException as error:
         end_after(error, spec, parent)

@@ -239,6 +239,8 @@ class PromotionSpec(Spec):
     """Gate for the registry alias `champion`: the candidate must beat it on average and drop nowhere much."""
 
     max_drop: float = Field(5.0, ge=0)  # points (0-100) any one benchmark may lose against the champion
+    approval: bool = False  # then `champion` moves only when a person approves in the Prefect UI
+    approval_timeout: int = Field(86400, ge=60)  # seconds to wait for that answer; none: champion kept
 
 
 class PipelineRun(Spec):
@@ -261,15 +263,13 @@ class PipelineRun(Spec):
 
         if keeps_loss_l1_delta(self.merge, self.sft.l1):
             raise ValueError("merge.sparsify keeps the SFT delta as trained, but sft.l1.mode 'loss' leaves "
-                             "it no exact zeros, so L1 would change nothing in the merge; use 'magnitude' "
-                             "for it (preset paft-ties) or sft.l1.mode 'proximal'")
+                             "no exact zeros; use 'magnitude' (preset paft-ties) or sft.l1.mode 'proximal'")
         return self
 
 
 def write_config(spec: Spec, path: str | Path) -> Path:
     """Write a spec as YAML that `load_config` reads back (field aliases, fields in declaration order)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    (path := Path(path)).parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False))
     return path
 

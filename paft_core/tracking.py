@@ -164,17 +164,26 @@ def mark_orphans_killed(uri: str, experiment_id: str) -> list[str]:
     return killed
 
 
-def register_model(spec: TrackingSpec, name: str, folder: Path, run_id: str, tags: dict[str, str]) -> str:
+def register_model(spec: TrackingSpec, name: str, folder: Path, run_id: str, tags: dict[str, str],
+                   description: str = "") -> str:
     """Add the model folder as a new version of registered model `name`; return the version."""
     client = MlflowClient(tracking_uri(spec))
     if not client.search_registered_models(f"name = '{name}'"):
         client.create_registered_model(name, description="PAFT merged models (parallel SFT + preference)")
-    return client.create_model_version(name, source=str(folder), run_id=run_id, tags=tags).version
+    return client.create_model_version(name, source=str(folder), run_id=run_id, tags=tags,
+                                       description=description).version
 
 
 def set_alias(spec: TrackingSpec, name: str, alias: str, version: str) -> None:
     """Point a registry alias (e.g. `candidate`) at a version."""
     MlflowClient(tracking_uri(spec)).set_registered_model_alias(name, alias, version)
+
+
+def set_version_tags(spec: TrackingSpec, name: str, version: str, tags: dict[str, str]) -> None:
+    """Tag a registry version (e.g. the approval that moved `champion` to it, or did not)."""
+    client = MlflowClient(tracking_uri(spec))
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
 
 
 def _owner() -> dict[str, str]:

@@ -5,13 +5,18 @@ from pathlib import Path
 
 from prefect import task
 from prefect.runtime import flow_run
+from pydantic import create_model
 
 from paft_core import paths, stage
-from paft_core.config import PipelineRun, load_config, write_config
+from paft_core.config import PipelineRun, Spec, load_config, write_config
 from paft_core.tracking import PARENT_ENV, VARIANT_ENV
 from tasks.process import StageFailed, cores_if_alone, run_paft
 
 BRANCHES = ("sft", "preference")
+# What a branch reads of a pipeline spec: the `paft-branch` deployment's form shows these sections only.
+BranchRun = create_model("BranchRun", __base__=Spec, __doc__="The sections of a PAFT spec a branch reads.",
+                         **{name: (PipelineRun.model_fields[name].annotation, PipelineRun.model_fields[name])
+                            for name in ("name", "model", "sft", "preference", "tracking")})
 
 
 def run_folder() -> str:
@@ -42,8 +47,8 @@ def train_remote(config: str, branch: str, parent_run_id: str) -> str:
     from prefect.deployments import run_deployment
 
     spec = load_config(config)
-    parameters = {"spec": spec.model_dump(mode="json", by_alias=True), "branch": branch,
-                  "parent_run_id": parent_run_id}
+    sections = spec.model_dump(mode="json", by_alias=True, include=set(BranchRun.model_fields))
+    parameters = {"spec": sections, "branch": branch, "parent_run_id": parent_run_id}
     run = run_deployment(spec.orchestration.branch_deployment, parameters=parameters, as_subflow=True)
     if not run.state or not run.state.is_completed():
         raise StageFailed(f"branch {branch} on {spec.orchestration.branch_deployment} ended "

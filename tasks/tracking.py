@@ -57,18 +57,19 @@ def cancel_stopped(reason: str) -> None:
 
 @task(name="promote")
 def promote(spec: PipelineRun, merge_folder: str, metrics: dict[str, float]) -> dict:
-    """Register the PAFT model as `candidate`; move `champion` to it only when the gate says so."""
+    """Register the PAFT model as `candidate`; move `champion` to it only when the gate says so (and, with
+    `promotion.approval`, not before a person does: `approved`)."""
     scores = promotion.Scores(*comparison.scores(metrics))
     held = tracking.alias_version(spec.tracking, spec.name, "champion")
     # A champion without a scores tag is not "no champion": it cannot be compared, so it stays.
     champion = promotion.Scores.from_tag(held[1].get("paft.scores")) if held else None
     done = json.loads((Path(merge_folder) / "complete.json").read_text())
     tags = {"paft.merge_method": spec.merge.method, "paft.scores": scores.tag()}
-    model = Path(merge_folder) / "model"
-    version = tracking.register_model(spec.tracking, spec.name, model, done["run_id"], tags)
+    model, about = Path(merge_folder) / "model", _about(spec, scores)
+    version = tracking.register_model(spec.tracking, spec.name, model, done["run_id"], tags, about)
     tracking.set_alias(spec.tracking, spec.name, "candidate", version)
     decision = promotion.decide(scores, champion, spec.promotion.max_drop)
-    if decision.promote:
+    if decision.promote and not spec.promotion.approval:  # else a person's answer moves it (tasks/approval)
         tracking.set_alias(spec.tracking, spec.name, "champion", version)
     return {"version": version, "promote": decision.promote, "reason": decision.reason,
             "label": scores.label, "champion_before": held[0] if held else None}
@@ -90,6 +91,13 @@ def summarize(spec: PipelineRun, run_id: str, merge_folder: str, scores: dict[st
     create_markdown_artifact("\n".join(lines), key="paft-summary", description="PAFT pipeline summary")
     tracking.set_run_tags(spec.tracking, run_id, registered(spec, version))
     return {**scores, **sparsity}
+
+
+def _about(spec: PipelineRun, scores: promotion.Scores) -> str:
+    """The registry version's description: what was merged and how it scored."""
+    shown = ", ".join(f"{name} {value:.1f}" for name, value in scores.values.items())
+    return (f"PAFT merge of {spec.model.source}: SFT ‖ {spec.preference.method} branches, "
+            f"{spec.merge.method} merge. Scores ({scores.label}): {shown}.")
 
 
 def registered(spec: PipelineRun, version: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ from flows.paft import paft_flow
 from paft_core import stage
 from paft_core.config import write_config
 from tasks.process import StageFailed
+from tasks.stages import BranchRun
 from tests import tiny
 
 FAST_EVAL = {"source": "offline", "profile": "quick", "limit": 1, "max_gen_toks": 8, "bootstrap_iters": 0,
@@ -118,9 +119,58 @@ def test_a_dying_stage_fails_the_flow_with_its_own_error_and_keeps_the_other_bra
     assert parent.info.status == "FAILED" and children(client, parent)["sft"].info.status == "FINISHED"
 
 
-def test_a_branch_runs_as_its_own_flow(tiny_base, paft_home, prefect_server):
+def test_a_branch_runs_as_its_own_flow_whose_form_shows_what_a_branch_reads(tiny_base, paft_home,
+                                                                            prefect_server):
+    from prefect.utilities.callables import parameter_schema
+
+    form = parameter_schema(branch_flow.fn).model_dump_for_openapi()
+    assert set(form["definitions"]["BranchRun"]["properties"]) == {"name", "model", "sft", "preference",
+                                                                   "tracking"}  # no merge, eval, ...
     spec = tiny.spec(tiny_base)
-    folder = branch_flow(spec, "preference")
+    folder = branch_flow(BranchRun.model_validate(spec.model_dump(include=set(BranchRun.model_fields))),
+                         "preference")
     assert folder == str(stage.default_folder("preference", stage.branch_reads(spec, "preference")))
     assert json.loads((stage.default_folder("preference", stage.branch_reads(spec, "preference"))
                        / stage.DONE).read_text())["global_step"] == 4
+
+
+def _answer_when_paused(answer: dict, deadline: float = 600) -> dict:
+    """Wait for a paused flow run, check its form, answer it; return the form's schema."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.flow_runs import resume_flow_run
+
+    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["PAUSED"])))
+    end = time.monotonic() + deadline
+    with get_client(sync_client=True) as prefect:
+        while not (found := prefect.read_flow_runs(flow_run_filter=paused)) and time.monotonic() < end:
+            time.sleep(0.5)
+        (run,) = found
+        keys = run.state.state_details.run_input_keyset
+        schema = json.loads(prefect.read_flow_run_input(run.id, keys["schema"]))
+    resume_flow_run(run.id, run_input=answer)
+    return schema
+
+
+def test_approval_pauses_for_a_person_and_only_an_approved_run_becomes_champion(tiny_base, paft_home,
+                                                                                prefect_server):
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec = tiny.spec(tiny_base, evaluation=FAST_EVAL, promotion={"approval": True})
+    client = MlflowClient(f"sqlite:///{paft_home / 'mlflow.db'}")
+    for answer in ({"approve": False, "reason": "not before the review"}, {"approve": True, "reason": "ok"}):
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(contextvars.copy_context().run, paft_flow, spec)
+            schema = _answer_when_paused(answer)
+            running.result()
+        assert {"approve", "reason"} <= set(schema["properties"])  # the typed form the UI shows
+        parent = pipeline_runs(client)[-1]
+        verdict = "approved" if answer["approve"] else "rejected"
+        assert parent.data.tags["paft.approval"] == f"{verdict}: {answer['reason']}"
+        version = client.get_model_version_by_alias("tiny", "candidate")
+        assert version.tags["paft.approval"] == parent.data.tags["paft.approval"]
+        if not answer["approve"]:  # the gate allowed it (no champion yet), the person did not
+            with pytest.raises(Exception, match="champion"):
+                client.get_model_version_by_alias("tiny", "champion")
+    assert client.get_model_version_by_alias("tiny", "champion").version == version.version == 2

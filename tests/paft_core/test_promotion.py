@@ -80,6 +80,8 @@ def test_the_registry_moves_champion_only_for_a_better_candidate(tiny_base, paft
     assert third["promote"] and client.get_model_version_by_alias("tiny", "champion").version == 3
     tag = json.loads(client.get_model_version("tiny", "3").tags["paft.scores"])
     assert tag == {"label": LABEL, "scores": {k: v + 1 for k, v in CHAMPION.items()}}
+    about = client.get_model_version("tiny", "3").description  # what the registry page shows
+    assert LABEL in about and "ties merge" in about and f"average {CHAMPION['average'] + 1:.1f}" in about
 
 
 def test_the_registry_keeps_a_champion_scored_under_another_label(tiny_base, paft_home, tmp_path):

@@ -1,0 +1,57 @@
+"""Optional approval before `champion` moves: the flow run pauses with a typed form in the Prefect UI."""
+
+from prefect import get_run_logger, task
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from paft_core import tracking
+from paft_core.config import PipelineRun
+
+POLL_SECONDS = 5  # how often the paused flow asks the server for the answer
+
+
+class Approval(RunInput):
+    """The form a person answers when a run waits for approval to make its model `champion`."""
+
+    approve: bool = Field(False, description="Make this run's model version the registry's `champion`")
+    reason: str = Field("", description="Why: logged to MLflow with the decision")
+
+
+def approved(spec: PipelineRun, decision: dict, parent_run_id: str) -> dict:
+    """With `promotion.approval`, ask a person before `champion` moves where the gate would move it."""
+    if not (spec.promotion.approval and decision["promote"]):
+        return decision
+    version, timeout = decision["version"], spec.promotion.approval_timeout
+    get_run_logger().info(f"paft: waiting up to {timeout} s for approval to make {spec.name} version "
+                          f"{version} champion: answer the form on this flow run ({flow_run.ui_url})")
+    form = Approval.with_initial_data(description=_question(spec, decision, parent_run_id))
+    try:
+        answer = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=POLL_SECONDS)
+        verdict, why = ("approved" if answer.approve else "rejected"), answer.reason or "no reason given"
+    except FlowPauseTimeout:
+        answer, verdict, why = None, "unanswered", f"no answer within {timeout} s"
+    return crown(spec, decision, parent_run_id, verdict, why)
+
+
+@task(name="approval")
+def crown(spec: PipelineRun, decision: dict, parent_run_id: str, verdict: str, why: str) -> dict:
+    """Move `champion` if approved; record the answer on the model version and the parent run."""
+    promote = verdict == "approved"
+    if promote:
+        tracking.set_alias(spec.tracking, spec.name, "champion", decision["version"])
+    tags = {"paft.approval": f"{verdict}: {why}"}
+    tracking.set_version_tags(spec.tracking, spec.name, decision["version"], tags)
+    tracking.set_run_tags(spec.tracking, parent_run_id, tags)
+    kept = "" if promote else "; champion kept"
+    return {**decision, "promote": promote, "reason": f"{decision['reason']}; {verdict} ({why}){kept}"}
+
+
+def _question(spec: PipelineRun, decision: dict, parent_run_id: str) -> str:
+    """The form's text: what would be promoted, why the gate allows it, where to look."""
+    return (f"**Promote `{spec.name}` version {decision['version']} to `champion`?**\n\n"
+            f"Gate: {decision['reason']}.\n\n"
+            f"Scores ({decision['label']}) and the merge's report: MLflow run "
+            f"{tracking.run_link(spec.tracking, parent_run_id)}.")
