@@ -4,16 +4,15 @@ The pipeline flow starts it through `run_deployment` when `orchestration.branch_
 deployment; the stage folders must then live on storage both machines see (PAFT_HOME).
 """
 
-from typing import Literal
-
 from prefect import flow
 
 from paft_core.config import PipelineRun
+from paft_core.stage import Branch
 from tasks.stages import BranchRun, prepare, run_folder, train_branch
 
 
 @flow(name="paft-branch")
-def branch_flow(spec: BranchRun, branch: Literal["sft", "preference"], parent_run_id: str = "") -> str:
+def branch_flow(spec: BranchRun, branch: Branch, parent_run_id: str = "") -> str:
     """Check the spec, resolve the base model, train one branch; return its stage folder."""
     whole = PipelineRun.model_validate(spec.model_dump(by_alias=True))  # the rest at defaults: unread
     config = prepare(whole, run_folder(), evaluates=False)

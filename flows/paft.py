@@ -10,9 +10,9 @@ from prefect.futures import wait
 
 from flows.compare import compare_flow
 from paft_core.config import PipelineRun
+from paft_core.stage import BRANCHES
 from tasks.approval import approved
 from tasks.stages import (
-    BRANCHES,
     evaluate_model,
     merge_deltas,
     prepare,

@@ -11,13 +11,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from paft_core import files, paths
 from paft_core.config import DataSpec
 from paft_core.errors import DataError
+from paft_core.stage import Branch
 
-Kind = Literal["sft", "preference"]
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -31,7 +30,7 @@ class LoadedData:
     fingerprint: str
 
 
-def load(spec: DataSpec, kind: Kind) -> LoadedData:
+def load(spec: DataSpec, kind: Branch) -> LoadedData:
     """Load and validate the dataset `spec` names, for the SFT or the preference branch."""
     from datasets import Dataset
 
@@ -45,7 +44,7 @@ def load(spec: DataSpec, kind: Kind) -> LoadedData:
     return LoadedData(Dataset.from_list(rows), origin, digest)
 
 
-def validate(rows: list[dict], kind: Kind, origin: str) -> None:
+def validate(rows: list[dict], kind: Branch, origin: str) -> None:
     """Raise DataError on the first row whose fields do not fit `kind`'s schema."""
     if not rows:
         raise DataError(f"{origin}: dataset is empty; {kind} training needs at least one row")
@@ -60,7 +59,7 @@ def validate(rows: list[dict], kind: Kind, origin: str) -> None:
         raise DataError(f"{origin}: chosen equals rejected in every row; nothing to prefer")
 
 
-def _read(spec: DataSpec, kind: Kind) -> tuple[str, list[dict]]:
+def _read(spec: DataSpec, kind: Branch) -> tuple[str, list[dict]]:
     source = spec.source
     if source == "demo":
         path = paths.DEMO_DATA / f"{kind}.jsonl"

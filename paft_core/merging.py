@@ -31,7 +31,6 @@ from paft_core.merge import Recipe
 from paft_core.model_card import write_card
 from paft_core.report import Collector
 
-BRANCHES = ("sft", "preference")
 FLOATING = ("F64", "F32", "F16", "BF16")  # what merge.dtype casts; FP8 and integer tensors keep their bytes
 OUTPUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LOST_WARNING = 0.01  # a delta losing more of its merged L1 mass than this to the cast gets one line
@@ -207,7 +206,7 @@ def _torch_threads(count: int):
 
 def _locate(spec: PipelineRun, name: str, base_fingerprint: str) -> tuple[str, Path, str]:
     """A delta named in the spec: a finished branch of this run, or a folder; (label, path, fingerprint)."""
-    if name in BRANCHES:
+    if name in stage.BRANCHES:
         folder = stage.default_folder(name, stage.branch_reads(spec, name))
         if not (folder / stage.DONE).is_file():
             raise DataError(f"merge.deltas: branch '{name}' has no finished adapter (expected in {folder}); "
@@ -216,7 +215,7 @@ def _locate(spec: PipelineRun, name: str, base_fingerprint: str) -> tuple[str, P
     else:
         path = Path(name).expanduser()
         if not path.is_dir():
-            raise DataError(f"merge.deltas: {name} is not a branch ({', '.join(BRANCHES)}) or a folder")
+            raise DataError(f"merge.deltas: {name} is not a branch ({', '.join(stage.BRANCHES)}) or a folder")
         label = path.name if path.name != "adapter" else path.parent.name
     _check_trained_on(path, label, base_fingerprint)
     return label, path, _fingerprint(path)

@@ -9,11 +9,12 @@ import functools
 from pathlib import Path
 
 from paft_core.config import PipelineRun
-from paft_core.data import Kind, LoadedData
+from paft_core.data import LoadedData
 from paft_core.errors import DataError
+from paft_core.stage import Branch
 
 
-def check_fit(loaded: LoadedData, kind: Kind, tokenizer, max_length: int | None) -> str | None:
+def check_fit(loaded: LoadedData, kind: Branch, tokenizer, max_length: int | None) -> str | None:
     """Raise DataError if no row survives TRL's truncation, or if chat rows meet no template; else a note."""
     rows = loaded.dataset
     field = f"{kind}.train.max_length"
@@ -35,7 +36,7 @@ def check_fit(loaded: LoadedData, kind: Kind, tokenizer, max_length: int | None)
     return None
 
 
-def fits(loaded: LoadedData, kind: Kind, base: Path, spec: PipelineRun) -> None:
+def fits(loaded: LoadedData, kind: Branch, base: Path, spec: PipelineRun) -> None:
     """Check one branch's data against the base's tokenizer (no weights load); print rows dropped, if any."""
     tokenizer = _tokenizer(base, spec.model.trust_remote_code)
     if note := check_fit(loaded, kind, tokenizer, getattr(spec, kind).train.max_length):

@@ -11,13 +11,15 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from paft_core import paths
 from paft_core.errors import OutputError
 from paft_core.files import write_json_atomic
 
 State = Literal["new", "interrupted", "complete"]
+Branch = Literal["sft", "preference"]  # PAFT's two branches, trained in parallel from one base
+BRANCHES: tuple[Branch, ...] = get_args(Branch)
 OWNER = "stage.json"
 DONE = "complete.json"
 _HELD: dict[Path, object] = {}  # stage folder locks this process holds, open until it exits

@@ -12,7 +12,6 @@ from paft_core.config import PipelineRun, Spec, load_config, write_config
 from paft_core.tracking import PARENT_ENV, VARIANT_ENV
 from tasks.process import StageFailed, cores_if_alone, run_paft
 
-BRANCHES = ("sft", "preference")
 # What a branch reads of a pipeline spec: the `paft-branch` deployment's form shows these sections only.
 BranchRun = create_model("BranchRun", __base__=Spec, __doc__="The sections of a PAFT spec a branch reads.",
                          **{name: (PipelineRun.model_fields[name].annotation, PipelineRun.model_fields[name])
@@ -81,7 +80,7 @@ def branch_devices(branch: str) -> dict[str, str]:
     if len(devices) < 2:
         return {}  # one GPU or none: the branches share it
     half = len(devices) // 2
-    mine = devices[:half] if branch == BRANCHES[0] else devices[half:]
+    mine = devices[:half] if branch == stage.BRANCHES[0] else devices[half:]
     return {"CUDA_VISIBLE_DEVICES": ",".join(mine)}
 
 

@@ -9,7 +9,6 @@ import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import torch
 from peft import LoraConfig
@@ -18,8 +17,8 @@ from transformers.integrations import MLflowCallback
 
 from paft_core import data, deltas, models, preflight, stage, tracking
 from paft_core.config import LoraSpec, ModelSpec, PipelineRun, TrainSpec
+from paft_core.stage import Branch
 
-Branch = Literal["sft", "preference"]
 BuildTrainer = Callable[..., Trainer]
 # Trainer arguments that TrainingArguments rewrites after init (or masks): never "changed" for a user
 NORMALISED = {"accelerator_config", "debug", "include_for_metrics", "hub_token", "report_to", "output_dir",
