@@ -10,6 +10,7 @@ import json
 import re
 import sys
 
+import anyio
 from pydantic import ValidationError
 
 from paft_core.config import PipelineRun, describe
@@ -33,7 +34,7 @@ class SpecGuard:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        if problem := spec_problem(body):
+        if problem := await anyio.to_thread.run_sync(spec_problem, body):  # the event loop serves on
             return await _refuse(send, problem)
 
         async def replay():
@@ -48,13 +49,20 @@ def spec_problem(body: bytes) -> str | None:
         spec = json.loads(body or b"{}").get("parameters", {}).get("spec")
     except (ValueError, AttributeError):
         return None  # not ours to judge: Prefect answers malformed requests itself
-    if not isinstance(spec, dict):
+    if not isinstance(spec, dict) or _prefect_kinds(spec):  # e.g. the form's JSON input: Prefect decodes it
         return None
     try:
         PipelineRun.model_validate(spec)
     except ValidationError as err:
         return "; ".join(line.replace("spec: ", "spec.", 1) for line in describe(err, "spec").splitlines())
     return None
+
+
+def _prefect_kinds(value) -> bool:
+    """Whether a parameter holds values Prefect decodes after the request (`{"__prefect_kind": ...}`)."""
+    if isinstance(value, dict):
+        return "__prefect_kind" in value or any(_prefect_kinds(item) for item in value.values())
+    return isinstance(value, list) and any(_prefect_kinds(item) for item in value)
 
 
 async def _refuse(send, problem: str) -> None:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from paft_core import files
 from paft_core.errors import ConfigError
-from paft_core.presets import DPO_LOSSES, MERGE_PRESETS, SMOOTHED_LOSSES
+from paft_core.presets import DPO_LOSSES, MERGE_PRESETS, SMOOTHED_LOSSES, keeps_loss_l1_delta
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 
@@ -259,8 +259,6 @@ class PipelineRun(Spec):
 
     @model_validator(mode="after")
     def _merge_honours_l1(self) -> "PipelineRun":
-        from paft_core.merge import keeps_loss_l1_delta  # merge imports this module: no cycle at import
-
         if keeps_loss_l1_delta(self.merge, self.sft.l1):
             raise ValueError("merge.sparsify keeps the SFT delta as trained, but sft.l1.mode 'loss' leaves "
                              "no exact zeros; use 'magnitude' (preset paft-ties) or sft.l1.mode 'proximal'")

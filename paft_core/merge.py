@@ -14,16 +14,9 @@ import numpy as np
 import torch
 
 from paft_core import sparsify
-from paft_core.config import L1Spec, MergeSpec
+from paft_core.config import MergeSpec
+from paft_core.presets import METHODS
 
-# method → (default sparsifier, consensus, paper)
-METHODS = {
-    "linear": ("keep", "mean", "https://arxiv.org/abs/2203.05482"),  # weighted average (model soups)
-    "task_arithmetic": ("keep", "sum", "https://arxiv.org/abs/2212.04089"),
-    "ties": ("magnitude", "ties", "https://arxiv.org/abs/2306.01708"),
-    "dare_linear": ("dare", "sum", "https://arxiv.org/abs/2311.03099"),
-    "dare_ties": ("dare", "ties", "https://arxiv.org/abs/2311.03099"),
-}
 
 @dataclass(frozen=True)
 class Recipe:
@@ -46,14 +39,6 @@ class Recipe:
         return cls(spec.method, tuple(default if name == "method" else name for name in chosen),
                    tuple(densities), tuple(spec.weights or [1.0] * count), spec.lambda_, spec.majority_sign,
                    spec.seed)
-
-
-def keeps_loss_l1_delta(merge: MergeSpec, l1: L1Spec) -> bool:
-    """Whether a two-delta merge keeps a loss-mode L1 SFT delta as trained (no exact zeros: L1 is lost)."""
-    if "sft" not in merge.deltas or len(merge.deltas) < 2 or not l1.strength or l1.mode != "loss":
-        return False
-    chosen = (merge.sparsify or ["method"] * len(merge.deltas))[merge.deltas.index("sft")]
-    return (METHODS[merge.method][0] if chosen == "method" else chosen) == "keep"
 
 
 def combine(recipe: Recipe, module: str, deltas: list[torch.Tensor],

@@ -17,7 +17,7 @@ class Approval(RunInput):
     """The form a person answers when a run waits for approval to make its model `champion`."""
 
     approve: bool = Field(False, description="Make this run's model version the registry's `champion`")
-    reason: str = Field("", description="Why: logged to MLflow with the decision")
+    reason: str = Field("", max_length=500, description="Why: logged to MLflow with the decision")
 
 
 def approved(spec: PipelineRun, decision: dict, parent_run_id: str) -> dict:
@@ -31,20 +31,35 @@ def approved(spec: PipelineRun, decision: dict, parent_run_id: str) -> dict:
     try:
         answer = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=POLL_SECONDS)
         verdict, why = ("approved" if answer.approve else "rejected"), answer.reason or "no reason given"
-    except FlowPauseTimeout:
-        answer, verdict, why = None, "unanswered", f"no answer within {timeout} s"
+    except FlowPauseTimeout:  # the run is still Paused on the server: it goes on, so say it runs
+        verdict, why = "unanswered", f"no answer within {timeout} s"
+        _running_again()
     return crown(spec, decision, parent_run_id, verdict, why)
+
+
+def _running_again() -> None:
+    """Put the flow run back to Running after an unanswered pause (Prefect would mark it Failed)."""
+    from prefect import get_client
+    from prefect.states import Running
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Running(), force=True)
 
 
 @task(name="approval")
 def crown(spec: PipelineRun, decision: dict, parent_run_id: str, verdict: str, why: str) -> dict:
-    """Move `champion` if approved; record the answer on the model version and the parent run."""
-    promote = verdict == "approved"
-    if promote:
-        tracking.set_alias(spec.tracking, spec.name, "champion", decision["version"])
+    """Move `champion` if approved and still where the gate saw it; record the answer on the model version
+    and the parent run."""
+    held = tracking.alias_version(spec.tracking, spec.name, "champion")
+    if verdict == "approved" and (held[0] if held else None) != decision["champion_before"]:
+        # another run moved it while this one waited: the gate's comparison no longer holds
+        verdict, why = "stale", f"{why}; but champion moved to version {held[0]} meanwhile: run again"
     tags = {"paft.approval": f"{verdict}: {why}"}
     tracking.set_version_tags(spec.tracking, spec.name, decision["version"], tags)
     tracking.set_run_tags(spec.tracking, parent_run_id, tags)
+    promote = verdict == "approved"
+    if promote:
+        tracking.set_alias(spec.tracking, spec.name, "champion", decision["version"])
     kept = "" if promote else "; champion kept"
     return {**decision, "promote": promote, "reason": f"{decision['reason']}; {verdict} ({why}){kept}"}
 

@@ -10,7 +10,7 @@ from paft_core import comparison, files, tracking, variants
 from paft_core.config import PipelineRun, write_config
 from paft_core.evaluation.runner import NICE_ENV
 from paft_core.tracking import PARENT_ENV
-from tasks.process import cores_if_alone, run_paft
+from tasks.process import run_paft
 from tasks.stages import named
 from tasks.tracking import registered
 
@@ -36,7 +36,7 @@ def evaluate_variant(config: str, name: str, merge_folder: str | None,
     chosen = ["--model", f"{merge_folder}/model"] if merge_folder else []
     # Training is the flow's critical path, then the last evaluation (sequential's chain is the longest).
     nice = "0" if name == "sequential" else "10"
-    env = {PARENT_ENV: parent_run_id, NICE_ENV: nice, **named(name), **cores_if_alone()}
+    env = {PARENT_ENV: parent_run_id, NICE_ENV: nice, **named(name)}  # one thread each: they overlap
     found = run_paft(["eval", config, *chosen], env)
     files.write_json_atomic(Path(config).parent / EVAL_FOLDERS, found.get("folders", {}))  # paired figures
     return found["metrics"]

@@ -37,7 +37,7 @@ def stop_stages() -> None:
 
 def cores_if_alone() -> dict[str, str]:
     """An evaluation's environment: every core when no other stage process is running, else its spec's."""
-    if any(process.poll() is None for process in LIVE):
+    if any(process.poll() is None for process in list(LIVE)):  # other task threads add and remove
         return {}
     return {ALONE_THREADS_ENV: str(len(os.sched_getaffinity(0)))}
 

@@ -231,3 +231,13 @@ def test_ctrl_c_stops_the_server_and_leaves_no_process(served):
     assert "paft: Prefect server stopped" in log.read_text()
     assert session_members(process.pid, server) == []
     assert not servers.reachable(f"{api.url}/health")
+
+
+def test_the_guard_leaves_values_prefect_decodes_later_to_prefect():
+    from deployments.guard import spec_problem
+
+    encoded = {"merge": {"__prefect_kind": "json", "value": '{"weights": [1, 1, 1]}'}}  # form's JSON input
+    assert spec_problem(json.dumps({"parameters": {"spec": encoded}}).encode()) is None  # checked at start
+    assert spec_problem(json.dumps({"parameters": {}}).encode()) is None  # the deployment's own spec
+    broken = {"merge": {"weights": [1, 1, 1]}}
+    assert spec_problem(json.dumps({"parameters": {"spec": broken}}).encode()).startswith("spec.merge: ")

@@ -94,3 +94,22 @@ def test_the_registry_keeps_a_champion_scored_under_another_label(tiny_base, paf
     assert f"scored under {LABEL} and the candidate under open_llm_v1" in second["reason"]
     assert client.get_model_version_by_alias("tiny", "champion").version == 1
     assert client.get_model_version_by_alias("tiny", "candidate").version == 2
+
+
+def test_with_approval_the_gate_waits_and_an_answer_for_a_champion_that_moved_meanwhile_moves_nothing(
+        tiny_base, paft_home, tmp_path):
+    from tasks.approval import crown
+
+    spec = tiny.spec(tiny_base, promotion={"approval": True})
+    client = MlflowClient(tracking.tracking_uri(spec.tracking))
+    metrics = {f"eval/{LABEL}/{k}": v for k, v in CHAMPION.items()}
+    first = promote.fn(spec, _merge_folder(tmp_path, "a"), metrics)
+    assert first["promote"] and first["champion_before"] is None  # the gate says yes ...
+    assert tracking.alias_version(spec.tracking, "tiny", "champion") is None  # ... a person has not yet
+    promote.fn(spec, _merge_folder(tmp_path, "b"), metrics)
+    tracking.set_alias(spec.tracking, "tiny", "champion", "2")  # another run's approval, while this one waits
+    parent = json.loads((tmp_path / "a" / stage.DONE).read_text())["run_id"]
+    decided = crown.fn(spec, first, parent, "approved", "looks good")
+    assert not decided["promote"] and "champion moved to version 2" in decided["reason"]
+    assert client.get_model_version_by_alias("tiny", "champion").version == 2
+    assert client.get_model_version("tiny", "1").tags["paft.approval"].startswith("stale: looks good")
