@@ -10,6 +10,7 @@ from paft_core.config import load_config
 from paft_core.errors import ConfigError, ServerError
 
 PIPELINE = "flows/paft.py:paft_flow"
+SWEEP = "flows/sweep.py:sweep_flow"  # merge-recipe search over the cached branches
 BRANCH = "flows/branch.py:branch_flow"  # one branch alone: SFT and preference on different machines
 POOL = "paft-process"  # local process work pool: the default
 
@@ -27,6 +28,7 @@ class Deployment(NamedTuple):
 DEPLOYMENTS = {
     "demo": Deployment(PIPELINE, "configs/pipeline/demo.yaml"),  # Run from the UI, the spec as a form
     "demo-weekly": Deployment(PIPELINE, "configs/pipeline/demo.yaml", cron="0 3 * * 1"),  # retraining
+    "sweep": Deployment(SWEEP, "configs/pipeline/demo.yaml"),  # `paft sweep`: the recipes' Pareto front
     # orchestration.branch_deployment: paft-branch/train; one worker per GPU machine, --limit 1 each
     "train": Deployment(BRANCH, "configs/pipeline/demo.yaml", extra={"branch": "sft"}),
 }

@@ -37,6 +37,7 @@ class Module:
     dtype: torch.dtype  # what the merged tensor is written in
     deltas: tuple
     labels: tuple[str, ...]
+    layers: int = 0  # the model's transformer layers: LiNeS scales by depth
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Cuts:
     peaks: list[float]
     highs: list[np.ndarray]
     trims: list[float]  # the trim's k-th largest |x|; inf keeps nothing (k = 0)
+    uppers: list[float]  # breadcrumbs: the dropped outliers' cut; inf drops none
     tops: list[float]  # the report's top-k cut
     kept: list | None  # a small tensor's ΔW blocks from pass 1, for pass 3
 
@@ -55,6 +57,7 @@ def run(module: Module, recipe: Recipe, writer: checkpoint.Writer, block: int = 
     """Merge one tensor into `writer`; return its report measurement and (if `keep`) the merged ΔW."""
     entry = module.base.entries[module.name]
     spans = _spans(entry, block)
+    recipe = recipe.at(module.name, module.layers)
     cuts = _cuts(module, recipe, spans)
     settings = _settings(recipe, cuts)
     _, _, first_cast, size = kernels.layout(len(module.labels), len(REL_THRESHOLDS))
@@ -93,12 +96,14 @@ def _settings(recipe: Recipe, cuts: Cuts) -> tuple:
     """kernels.combine's recipe arguments, from `dropping` to `cuts`: float32 scalars and per-delta arrays."""
     chosen = list(zip(recipe.sparsifiers, recipe.densities, strict=True))
     dropping = np.array([method == "dare" and density < 1 for method, density in chosen])
-    trimming = np.array([method == "magnitude" and density < 1 for method, density in chosen])
+    trimming = np.array([(method == "magnitude" and density < 1) or method == "breadcrumbs"
+                         for method, density in chosen])
     kinds = {"ties": kernels.TIES, "sum": kernels.SUM, "mean": kernels.MEAN}
     consensus = kinds[merge.METHODS[recipe.method][1]]
     # numpy compares float32 entries with a Python float cut as float32 (NEP 50): so do the kernels
     rel_cuts = np.array([[rel * peak for rel in REL_THRESHOLDS] for peak in cuts.peaks], np.float32)
-    return (dropping, trimming, np.array(cuts.trims, np.float32), np.array(recipe.weights, np.float32),
+    return (dropping, trimming, np.array(cuts.trims, np.float32), np.array(cuts.uppers, np.float32),
+            np.array(recipe.weights, np.float32),
             consensus, recipe.majority_sign == "total", np.float32(sum(recipe.weights)),
             np.float32(recipe.scale), np.array(cuts.tops, np.float32),
             rel_cuts.reshape(len(cuts.peaks), len(REL_THRESHOLDS)))
@@ -163,13 +168,16 @@ def _cuts(module: Module, recipe: Recipe, spans: list[tuple[int, int]]) -> Cuts:
             peaks[index] = max(peaks[index], _as_float(peak))
         if kept is not None:
             kept.append(values)
-    wanted = {}  # (delta, which) → k: the trim's and the report's top-k cut
+    wanted = {}  # (delta, which) → k: the trim's, the report's top-k and breadcrumbs' upper cut
+    outliers = recipe.outliers or (0.0,) * count
     for index, (method, density) in enumerate(zip(recipe.sparsifiers, recipe.densities, strict=True)):
         wanted[index, 0] = int(density * numel) if method == "magnitude" and density < 1 else 0
         wanted[index, 1] = int(report.TOPK * numel)
+        wanted[index, 2] = 0
+        if method == "breadcrumbs":
+            wanted[index, 2], wanted[index, 0] = sparsify.band_ranks(numel, density, outliers[index])
     found = _thresholds(module, spans, highs, wanted, kept)
-    return Cuts(peaks, highs, [found[index, 0] for index in range(count)],
-                [found[index, 1] for index in range(count)], kept)
+    return Cuts(peaks, highs, *([found[index, which] for index in range(count)] for which in (0, 2, 1)), kept)
 
 
 def _thresholds(module: Module, spans: list[tuple[int, int]], highs: list[np.ndarray],

@@ -84,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
                               "unless PREFECT_API_URL is set)")
     run.add_argument("config", type=Path, help="pipeline spec (YAML)")
     run.set_defaults(handler=_run)
+    sweep = commands.add_parser("sweep", help="search merge recipes over the trained branches: the Pareto "
+                                "front of the two skills, the picked recipe registered and gated")
+    sweep.add_argument("config", type=Path, help="pipeline spec (YAML); its `sweep:` section is the search")
+    sweep.set_defaults(handler=_run, flow="sweep")
     _add_servers(commands)
     return parser
 
@@ -100,19 +104,27 @@ def _run(args: argparse.Namespace) -> None:
     from paft_core.config import load_config
 
     spec = load_config(args.config)  # a bad spec fails here, before Prefect starts
+    sweeping = getattr(args, "flow", "") == "sweep"
+    if sweeping:
+        from paft_core import sweep
+
+        sweep.check(spec)
     if os.environ.get("PREFECT_API_URL"):
         servers.check_prefect(os.environ["PREFECT_API_URL"])
     servers.check_mlflow(tracking.tracking_uri(spec.tracking))
     with lock.exclusive(), _prefect_api():  # a second run on this project folder is refused
         from flows.paft import paft_flow
+        from flows.sweep import sweep_flow
         from tasks.tracking import cancel_stopped
 
         try:
-            summary = paft_flow(spec)  # the comparison flow when the spec enables it
+            summary = (sweep_flow if sweeping else paft_flow)(spec)  # paft_flow: the comparison if enabled
         except KeyboardInterrupt:
             cancel_stopped("stopped by a signal; run the same command again to resume")
             raise
-    if spec.comparison.enabled:
+    if sweeping:
+        print(f"\n{summary.pop('console')}\npaft: report and plot in {summary.pop('folder')} (sweep.md)")
+    elif spec.comparison.enabled:
         _show_comparison(summary)
         return
     for key, value in summary.items():

@@ -4,19 +4,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from paft_core import files
 from paft_core.errors import ConfigError
-from paft_core.presets import DPO_LOSSES, MERGE_PRESETS, SMOOTHED_LOSSES, keeps_loss_l1_delta
+from paft_core.presets import DPO_LOSSES, MERGE_PRESETS, SMOOTHED_LOSSES, MergeMethod, keeps_loss_l1_delta
+from paft_core.spec import Spec
+from paft_core.sweep_config import SweepSpec
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
-
-
-class Spec(BaseModel):
-    """Base of every spec: unknown keys are errors and values never change after loading."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ModelSpec(Spec):
@@ -127,9 +123,16 @@ class PreferenceSpec(Spec):
         return self
 
 
-MergeMethod = Literal["linear", "task_arithmetic", "ties", "dare_linear", "dare_ties"]
-Sparsifier = Literal["method", "magnitude", "dare", "keep"]
+Sparsifier = Literal["method", "magnitude", "dare", "breadcrumbs", "keep"]
 FRACTION = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}  # JSON schema: Prefect's form checks it
+SHARE = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+
+
+class LinesSpec(Spec):
+    """LiNeS layer scaling of the merged delta: λ·(α + β·depth), depth 0 at the first layer, 1 at the last."""
+
+    alpha: float = Field(1.0, ge=0)
+    beta: float = Field(0.0, ge=0)
 
 
 class MergeSpec(Spec):
@@ -144,6 +147,9 @@ class MergeSpec(Spec):
     density: float | list[float] = Field(  # fraction of each delta kept (magnitude or DARE), one or per delta
         0.5, json_schema_extra={"anyOf": [FRACTION, {"type": "array", "items": FRACTION}]})
     sparsify: list[Sparsifier] | None = None  # per delta; "method": what the method does, "keep": as trained
+    outliers: float | list[float] = Field(  # breadcrumbs: share of a delta's largest entries dropped
+        0.01, json_schema_extra={"anyOf": [SHARE, {"type": "array", "items": SHARE}]})
+    lines: LinesSpec | None = None  # LiNeS: scale λ by depth (None: the same λ everywhere)
     lambda_: float = Field(1.0, alias="lambda", gt=0)  # scale of the merged delta (negate with weights)
     majority_sign: Literal["total", "frequency"] = "total"  # TIES sign election
     seed: int = 0  # DARE's random drop
@@ -163,7 +169,7 @@ class MergeSpec(Spec):
     @model_validator(mode="after")
     def _lists_match_deltas(self) -> "MergeSpec":
         count = len(self.deltas)
-        for name in ("weights", "density", "sparsify"):
+        for name in ("weights", "density", "sparsify", "outliers"):
             value = getattr(self, name)
             if isinstance(value, list) and len(value) != count:
                 raise ValueError(f"{name} has {len(value)} values for {count} deltas "
@@ -171,6 +177,10 @@ class MergeSpec(Spec):
         for value in self.density if isinstance(self.density, list) else [self.density]:
             if not 0 < value <= 1:
                 raise ValueError(f"density {value} is outside (0, 1]: the fraction of a delta kept")
+        for value in self.outliers if isinstance(self.outliers, list) else [self.outliers]:
+            if not 0 <= value < 1:
+                raise ValueError(f"outliers {value} is outside [0, 1): the share of a delta's largest "
+                                 "entries breadcrumbs drops")
         return self
 
 
@@ -256,12 +266,18 @@ class PipelineRun(Spec):
     evaluation: EvalSpec = EvalSpec()
     comparison: ComparisonSpec = ComparisonSpec()
     promotion: PromotionSpec = PromotionSpec()
+    sweep: SweepSpec = SweepSpec()  # read by `paft sweep` only
 
     @model_validator(mode="after")
     def _merge_honours_l1(self) -> "PipelineRun":
         if keeps_loss_l1_delta(self.merge, self.sft.l1):
             raise ValueError("merge.sparsify keeps the SFT delta as trained, but sft.l1.mode 'loss' leaves "
                              "no exact zeros; use 'magnitude' (preset paft-ties) or sft.l1.mode 'proximal'")
+        return self
+
+    @model_validator(mode="after")
+    def _sweep_fits(self) -> "PipelineRun":
+        self.sweep.check_deltas(self.merge.deltas)
         return self
 
 

@@ -44,12 +44,14 @@ def low_histogram(bits: np.ndarray, high: int, histogram: np.ndarray) -> None:
 
 
 @numba.njit(nogil=True, cache=True)
-def combine(values, dropped, dropping, trimming, trims, weights, consensus, by_total, divisor, scale, tops,
+def combine(values, dropped, dropping, trimming, trims, uppers, weights, consensus, by_total, divisor, scale,
+            tops,
             cuts, base, merged, total, kept, counts):
     """One block: merged = λ·consensus(trimmed deltas), total = base + merged, kept masks, report sums.
 
-    values: float32[k, n]; dropped[j]: DARE's output, used where dropping[j]; trimming[j]: keep |x| ≥ trims[j]
-    only; tops[j]: the report's top-k cut; cuts[j, r]: the relative-threshold cuts; divisor: Σw for the mean.
+    values: float32[k, n]; dropped[j]: DARE's output, used where dropping[j]; trimming[j]: keep only
+    trims[j] ≤ |x| < uppers[j] (inf: no upper cut); tops[j]: the report's top-k cut; cuts[j, r]: the
+    relative-threshold cuts; divisor: Σw for the mean.
     Works in chunks that stay in the L1 cache, each loop with its own register accumulators.
     """
     deltas, size = values.shape
@@ -62,7 +64,8 @@ def combine(values, dropped, dropping, trimming, trims, weights, consensus, by_t
         length = end - begin
         for j in range(deltas):
             chosen = dropped[j, begin:end] if dropping[j] else values[j, begin:end]
-            _trim(values[j, begin:end], chosen, trimming[j], dropping[j], trims[j], trimmed[j, :length])
+            _trim(values[j, begin:end], chosen, trimming[j], dropping[j], trims[j], uppers[j],
+                  trimmed[j, :length])
             _delta_sums(values[j, begin:end], cuts[j], counts[j * stride:(j + 1) * stride])
         _consensus(trimmed[:, :length], weights, consensus, by_total, divisor, scale, base[begin:end],
                    merged[begin:end], total[begin:end], kept[:, begin:end], result, election, agreeing)
@@ -89,13 +92,13 @@ def cast_counts(merged, total, written, shift, kept, counts, first):
 
 
 @numba.njit(nogil=True)
-def _trim(values, dropped, trimming, dropping, trim, out):
-    """Each entry as its sparsifier leaves it: magnitude trim (x·[|x| ≥ t], as numpy does), DARE, keep."""
+def _trim(values, dropped, trimming, dropping, trim, upper, out):
+    """Each entry as its sparsifier leaves it: magnitude trim (x·[t ≤ |x| < u], as numpy does), DARE, keep."""
     one, zero = np.float32(1), np.float32(0)
     for index in range(out.size):
         value = values[index]
         if trimming:
-            value = value * (one if abs(value) >= trim else zero)
+            value = value * (one if trim <= abs(value) < upper else zero)
         elif dropping:
             value = dropped[index]
         out[index] = value

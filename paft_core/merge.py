@@ -8,7 +8,8 @@ import peft and transformers (2.6 s of start-up for two five-line functions).
 """
 
 import hashlib
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -29,25 +30,62 @@ class Recipe:
     scale: float
     majority_sign: str
     seed: int
+    outliers: tuple[float, ...] = ()  # Breadcrumbs' dropped top fraction, per delta
+    lines: tuple[float, float] | None = None  # LiNeS' (α, β): λ·(α + β·depth) per tensor
 
     @classmethod
     def from_spec(cls, spec: MergeSpec) -> "Recipe":
         """Fill in per-delta defaults: the method's sparsifier, one shared density, weight 1."""
         count, default = len(spec.deltas), METHODS[spec.method][0]
         chosen = spec.sparsify or ["method"] * count
-        densities = spec.density if isinstance(spec.density, list) else [spec.density] * count
+        lines = (spec.lines.alpha, spec.lines.beta) if spec.lines else None
         return cls(spec.method, tuple(default if name == "method" else name for name in chosen),
-                   tuple(densities), tuple(spec.weights or [1.0] * count), spec.lambda_, spec.majority_sign,
-                   spec.seed)
+                   tuple(per_delta(spec.density, count)), tuple(spec.weights or [1.0] * count), spec.lambda_,
+                   spec.majority_sign, spec.seed, tuple(per_delta(spec.outliers, count)), lines)
+
+    def at(self, module: str, layers: int) -> "Recipe":
+        """This recipe for one tensor: with LiNeS, λ scaled by the tensor's depth (Wang et al., 2024,
+        https://arxiv.org/abs/2410.17146): shallow layers keep more of the base, deep ones take the deltas."""
+        if self.lines is None:
+            return self
+        alpha, beta = self.lines
+        return replace(self, scale=self.scale * (alpha + beta * depth(module, layers)))
+
+
+LAYER = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")  # Llama/Mistral/Qwen, GPT-2, others
+
+
+def per_delta(value: float | list[float], count: int) -> list[float]:
+    """A per-delta list from one shared value or a list."""
+    return value if isinstance(value, list) else [value] * count
+
+
+def count_layers(names) -> int:
+    """The number of transformer layers, from the tensor names (0 when none is numbered)."""
+    found = [int(match.group(1)) for name in names if (match := LAYER.search(name))]
+    return max(found) + 1 if found else 0
+
+
+def depth(module: str, layers: int) -> float:
+    """A tensor's depth in [0, 1]: layer ℓ of L at ℓ/(L−1); embeddings at 0, tensors past the layers
+    (final norm, output head) at 1."""
+    match = LAYER.search(module)
+    if match:
+        return int(match.group(1)) / (layers - 1) if layers > 1 else 0.0
+    return 0.0 if "embed" in module or "wte" in module or "wpe" in module else 1.0
 
 
 def combine(recipe: Recipe, module: str, deltas: list[torch.Tensor],
-            magnitudes: list[sparsify.Magnitudes] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            magnitudes: list[sparsify.Magnitudes] | None = None,
+            layers: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Merged delta for one module, and for each input the mask of entries that reached the result."""
     magnitudes = magnitudes or [None] * len(deltas)
-    trimmed = [sparsify.apply(delta, method, density, generator(recipe.seed, module, index), mags)
-               for index, (delta, method, density, mags)
-               in enumerate(zip(deltas, recipe.sparsifiers, recipe.densities, magnitudes, strict=True))]
+    recipe = recipe.at(module, layers)
+    outliers = recipe.outliers or (0.0,) * len(deltas)
+    trimmed = [sparsify.apply(delta, method, density, generator(recipe.seed, module, index), mags, out)
+               for index, (delta, method, density, mags, out)
+               in enumerate(zip(deltas, recipe.sparsifiers, recipe.densities, magnitudes, outliers,
+                                strict=True))]
     merged, kept = consensus(recipe, np.stack([sparsify.flat(delta) for delta in trimmed]))
     shape = deltas[0].shape
     return torch.from_numpy(merged).view(shape), [torch.from_numpy(mask).view(shape) for mask in kept]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from paft_core import blocks, checkpoint, deltas, files, models, plots, stage, tracking_process
+from paft_core import blocks, checkpoint, deltas, files, merge, models, plots, stage, tracking_process
 from paft_core.config import PipelineRun
 from paft_core.errors import DataError, OutputError
 from paft_core.lora_export import Exporter
@@ -126,6 +126,7 @@ def _write_weights(folder: Path, reader: checkpoint.Reader, layout: dict[str, ch
     """
     changes = [set(delta.targets()) for delta in opened]
     labels = tuple(delta.label for delta in opened)
+    layers = merge.count_layers(reader.names())
     writer = checkpoint.Writer(folder, layout)
 
     def work(name: str) -> tuple | None:
@@ -138,7 +139,7 @@ def _write_weights(folder: Path, reader: checkpoint.Reader, layout: dict[str, ch
             return None
         chosen = tuple(delta if name in changed else None
                        for delta, changed in zip(opened, changes, strict=True))
-        module = blocks.Module(name, reader, dtype, chosen, labels)
+        module = blocks.Module(name, reader, dtype, chosen, labels, layers)
         keep = bool(exporter) and exporter.covers(name, torch.empty(layout[name].shape, device="meta"))
         measured, merged = blocks.run(module, recipe, writer, keep=keep)
         return measured, exporter.factor(name, merged) if keep else None

@@ -1,5 +1,7 @@
 """Named choices a spec picks from: merge recipes (each with its paper) and TRL's DPO-family losses."""
 
+from typing import Literal
+
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
               "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")  # TRL 1.16
 # The losses TRL 1.16 computes with `label_smoothing` (the others ignore it, sigmoid included).
@@ -12,7 +14,11 @@ METHODS = {
     "ties": ("magnitude", "ties", "https://arxiv.org/abs/2306.01708"),
     "dare_linear": ("dare", "sum", "https://arxiv.org/abs/2311.03099"),
     "dare_ties": ("dare", "ties", "https://arxiv.org/abs/2311.03099"),
+    "breadcrumbs": ("breadcrumbs", "sum", "https://arxiv.org/abs/2312.06795"),  # Model Breadcrumbs
+    "breadcrumbs_ties": ("breadcrumbs", "ties", "https://arxiv.org/abs/2312.06795"),  # with TIES signs
 }
+
+MergeMethod = Literal[tuple(METHODS)]
 
 # Named merge recipes: `merge: {preset: NAME}` fills the fields a spec leaves out.
 MERGE_PRESETS = {
@@ -25,6 +31,8 @@ MERGE_PRESETS = {
     "dare-linear": {"method": "dare_linear", "density": 0.5},  # Yu et al., 2023 (as above)
     "task-arithmetic": {"method": "task_arithmetic"},  # Ilharco et al., 2023, https://arxiv.org/abs/2212.04089
     "linear": {"method": "linear"},  # Wortsman et al., 2022, https://arxiv.org/abs/2203.05482
+    # Davari & Belilovsky, 2023, https://arxiv.org/abs/2312.06795: the top 1 % dropped, the next 50 % kept
+    "breadcrumbs-ties": {"method": "breadcrumbs_ties", "density": 0.5, "outliers": 0.01},
 }
 
 

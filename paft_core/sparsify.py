@@ -7,6 +7,10 @@
 - `dare`: drop each entry with probability 1 − density and rescale the rest by 1/density, so the expected
   delta is unchanged (Yu et al., 2023, https://arxiv.org/abs/2311.03099). Seeded by a generator; with the
   same seed it draws exactly what peft's `random_pruning` draws from the global generator.
+- `breadcrumbs`: drop the `outliers` fraction of largest-magnitude entries, then keep the next int(density·n)
+  (Model Breadcrumbs; Davari & Belilovsky, 2023, https://arxiv.org/abs/2312.06795): the tails at both ends
+  of a delta's magnitudes are what interferes most with another task's delta. Entries tied at a cut are
+  all kept (lower cut) or all dropped (upper cut).
 - `keep`: the delta as trained. PAFT's L1 penalty already made the SFT delta sparse (Pentyala et al., 2024,
   https://arxiv.org/abs/2406.17923).
 """
@@ -16,7 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-Method = Literal["magnitude", "dare", "keep"]
+Method = Literal["magnitude", "dare", "breadcrumbs", "keep"]
 HIGH_BITS = 1 << 15  # |x| as int32 has a zero sign bit: 15 high bits after a 16-bit shift
 
 
@@ -71,6 +75,30 @@ def magnitude(delta: torch.Tensor, density: float, magnitudes: Magnitudes | None
     return torch.from_numpy(flat(delta) * mask).view(delta.shape)
 
 
+def breadcrumbs(delta: torch.Tensor, density: float, outliers: float,
+                magnitudes: Magnitudes | None = None) -> torch.Tensor:
+    """Zero the int(outliers·n) largest-magnitude entries and all below the next int(density·n)."""
+    mask = band(magnitudes or Magnitudes(delta), density, outliers)
+    return torch.from_numpy(flat(delta) * mask).view(delta.shape)
+
+
+def band(magnitudes: Magnitudes, density: float, outliers: float) -> np.ndarray:
+    """Flat mask of Breadcrumbs' kept band: below the top int(outliers·n), within the top
+    int(outliers·n) + int(density·n)."""
+    size = magnitudes.bits.size
+    dropped, kept = band_ranks(size, density, outliers)
+    mask = magnitudes.abs >= magnitudes.kth_largest(kept) if kept else np.zeros(size, dtype=bool)
+    if dropped:
+        mask &= magnitudes.abs < magnitudes.kth_largest(dropped)
+    return mask
+
+
+def band_ranks(size: int, density: float, outliers: float) -> tuple[int, int]:
+    """Breadcrumbs' two ranks from the top: the outliers dropped, and the last entry kept."""
+    dropped = int(outliers * size)
+    return dropped, min(size, dropped + int(density * size))
+
+
 def dare(delta: torch.Tensor, density: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Keep each entry with probability `density` and divide the kept ones by `density`."""
     if density >= 1:
@@ -85,10 +113,12 @@ def keep(delta: torch.Tensor) -> torch.Tensor:
 
 
 def apply(delta: torch.Tensor, method: Method, density: float, generator: torch.Generator | None = None,
-          magnitudes: Magnitudes | None = None) -> torch.Tensor:
+          magnitudes: Magnitudes | None = None, outliers: float = 0.0) -> torch.Tensor:
     """Dispatch on the sparsifier's name."""
     if method == "magnitude":
         return magnitude(delta, density, magnitudes)
+    if method == "breadcrumbs":
+        return breadcrumbs(delta, density, outliers, magnitudes)
     if method == "dare":
         return dare(delta, density, generator)
     return keep(delta)

@@ -130,11 +130,15 @@ def end_stage_run(status: str) -> None:
     mlflow.end_run(status)
 
 
-def open_pipeline_run(spec: TrackingSpec, name: str, params: dict, tags: dict[str, str]) -> str:
-    """Create the parent run of one pipeline run (no active run: callers pass its id explicitly)."""
+def open_pipeline_run(spec: TrackingSpec, name: str, params: dict, tags: dict[str, str],
+                      parent_run_id: str | None = None) -> str:
+    """Create the parent run of one pipeline run, or a child of one (no active run: callers pass its id)."""
     experiment_id = use(spec)
     client = MlflowClient(tracking_uri(spec))
-    run = client.create_run(experiment_id, run_name=name, tags={"paft.stage": "pipeline", **_owner(), **tags})
+    tags = {"paft.stage": "pipeline", **_owner(), **tags}
+    if parent_run_id:
+        tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
     flat = flatten(params, PARAM_PREFIX)
     for start in range(0, len(flat), 100):  # MLflow takes at most 100 params per batch
         batch = list(flat.items())[start:start + 100]

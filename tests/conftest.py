@@ -25,4 +25,5 @@ def paft_home(tmp_path, monkeypatch):
     """A fresh PAFT_HOME (stage folders, model cache, MLflow store) for one test."""
     monkeypatch.setenv("PAFT_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path / "home"
+    yield tmp_path / "home"
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # a flow run in this process set it for its stage processes

@@ -111,6 +111,21 @@ def test_bad_recipes_are_one_line_errors_naming_the_field(tmp_path, fields, mess
     assert str(err.value).startswith(f"{path}: merge")
 
 
+def test_lines_scales_the_merged_delta_by_depth():
+    """LiNeS: λ·(α + β·ℓ/(L−1)) on layer ℓ of L; the embeddings as the first layer, the head as the last."""
+    recipe = merge.Recipe.from_spec(MergeSpec(method="task_arithmetic", deltas=["a", "b"], weights=[1.0, 0.5],
+                                              lines={"alpha": 0.2, "beta": 0.6}, **{"lambda": 2.0}))
+    plain = D1 + 0.5 * D2
+    for name, factor in [("model.layers.0.self_attn.q_proj.weight", 0.2),
+                         ("model.layers.2.mlp.down_proj.weight", 0.2 + 0.6 * 2 / 4),
+                         ("model.layers.4.mlp.up_proj.weight", 0.8), ("model.embed_tokens.weight", 0.2),
+                         ("lm_head.weight", 0.8)]:
+        found, _ = merge.combine(recipe, name, [D1, D2], layers=5)
+        assert torch.allclose(found, 2.0 * factor * plain), name
+    names = [f"model.layers.{index}.mlp.up_proj.weight" for index in range(7)] + ["lm_head.weight"]
+    assert merge.count_layers(names) == 7
+
+
 def test_presets_fill_what_the_spec_leaves_out():
     spec = MergeSpec(preset="paft-ties", density=0.3)
     recipe = merge.Recipe.from_spec(spec)
@@ -151,6 +166,9 @@ BLOCKED_RECIPES = [{"method": method} for method in merge.METHODS] + [
     {"method": "ties", "sparsify": ["keep", "magnitude"], "density": [1.0, 0.3]},
     {"method": "ties", "sparsify": ["dare", "magnitude"], "majority_sign": "frequency"},
     {"method": "task_arithmetic", "sparsify": ["magnitude", "dare"], "weights": [0.5, 2.0], "lambda": 0.7},
+    {"method": "breadcrumbs_ties", "density": [0.5, 0.3], "outliers": [0.05, 0.2]},
+    {"method": "ties", "sparsify": ["breadcrumbs", "dare"], "outliers": 0.1,
+     "lines": {"alpha": 0.5, "beta": 1}},
 ]
 
 
@@ -167,7 +185,7 @@ def threshold_path(request, monkeypatch):
 def test_blocked_merge_equals_the_whole_tensor_merge(tmp_path, fields, dtype, threshold_path):
     """Tensors of 19 blocks, values on a coarse grid so many tie at the magnitude thresholds."""
     torch.manual_seed(5)
-    name = "layers.0.mlp.up_proj.weight"
+    name = "model.layers.1.mlp.up_proj.weight"  # of 3 layers: LiNeS scales it by α + β/2
     base = torch.randn(37, 29).to(dtype)
     raw = [torch.randint(-6, 7, (37, 29)).float() * 0.125, torch.randn(37, 29) * 0.1]
     save_file({name: base}, tmp_path / "base.safetensors")
@@ -175,11 +193,11 @@ def test_blocked_merge_equals_the_whole_tensor_merge(tmp_path, fields, dtype, th
     spec = {"density": 0.4, "seed": 3, **fields}
     recipe = merge.Recipe.from_spec(MergeSpec(deltas=["a", "b"], **spec))
     writer = checkpoint.Writer(tmp_path, reader.entries)
-    module = blocks.Module(name, reader, dtype, tuple(Rows(delta) for delta in raw), ("a", "b"))
+    module = blocks.Module(name, reader, dtype, tuple(Rows(delta) for delta in raw), ("a", "b"), layers=3)
     (counts, histograms), whole = blocks.run(module, recipe, writer, block=64, keep=True)
     writer.close()
     magnitudes = [Magnitudes(delta) for delta in raw]
-    expected, kept = merge.combine(recipe, name, raw, magnitudes)
+    expected, kept = merge.combine(recipe, name, raw, magnitudes, layers=3)
     total = base.float() + expected
     assert torch.equal(whole, expected)
     assert torch.equal(checkpoint.Reader(tmp_path / "model.safetensors").get(name), total.to(dtype))

@@ -53,3 +53,17 @@ def test_density_one_and_keep_return_the_delta_unchanged():
     for method in ("magnitude", "dare", "keep"):
         assert torch.equal(sparsify.apply(delta, method, 1.0), delta)
     assert torch.equal(sparsify.apply(delta, "keep", 0.1), delta)
+
+
+def test_breadcrumbs_drops_the_largest_outliers_and_keeps_the_next_band():
+    """Model Breadcrumbs on distinct magnitudes: ranks [int(γn), int(γn) + int(dn)) from the top survive."""
+    torch.manual_seed(4)
+    delta = torch.randn(40, 25)
+    ranks = torch.empty(1000, dtype=torch.long)
+    ranks[delta.abs().view(-1).argsort(descending=True)] = torch.arange(1000)
+    found = sparsify.breadcrumbs(delta, density=0.3, outliers=0.05)
+    expected = delta.view(-1) * ((ranks >= 50) & (ranks < 350))
+    assert torch.equal(found.view(-1), expected)
+    assert int((found != 0).sum()) == 300
+    assert torch.equal(sparsify.breadcrumbs(delta, 0.3, 0.0), sparsify.magnitude(delta, 0.3))
+    assert int((sparsify.breadcrumbs(delta, 1.0, 0.1) != 0).sum()) == 900  # a band past the end stops there

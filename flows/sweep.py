@@ -1,0 +1,91 @@
+"""Merge-recipe search: train (or reuse) both branches, score candidate merges on the two skills, keep the
+Pareto front, pick one recipe, evaluate it on the full suite, register and gate it like any PAFT model.
+
+Candidates come from Optuna in batches of `sweep.workers`, each merged and scored as its own Prefect task
+(and MLflow child run); the spec's own recipe is scored beside them and the sequential baseline marked.
+"""
+
+import time
+
+from prefect import flow
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from paft_core import sweep, variants
+from paft_core.config import PipelineRun, write_config
+from paft_core.stage import BRANCHES
+from tasks.approval import approved
+from tasks.compare import sequential_spec, write_spec
+from tasks.stages import evaluate_model, merge_deltas, prepare, run_folder, train_branch
+from tasks.sweep import drop_merges, report, score_baseline, score_candidate
+from tasks.tracking import close_pipeline_run, end_after, open_pipeline_run, promote, summarize
+
+
+@flow(name="paft-sweep", task_runner=ThreadPoolTaskRunner(max_workers=16))
+def sweep_flow(spec: PipelineRun) -> dict:
+    """Search merge recipes over the trained branches; register the picked one through the promotion gate."""
+    sweep.check(spec)
+    parent = open_pipeline_run(spec)
+    try:
+        folder = run_folder()
+        config = prepare(spec, folder)
+        branches = [train_branch.submit(config, branch, parent) for branch in BRANCHES]
+        wait(branches)
+        [branch.result() for branch in branches]  # raises the first branch failure
+        baseline = sequential_baseline(spec, folder, parent) if spec.sweep.baselines else None
+        results = search(spec, folder, parent)
+        points = {result["name"]: list(result["values"].values()) for result in results}
+        chosen = sweep.front(points)
+        picked = sweep.pick(points, chosen, spec.sweep.pick_weights)
+        drop_merges(results, chosen)
+        shown = report(spec, parent, folder, results, chosen, picked, baseline.result() if baseline else None)
+        winner = next(result for result in results if result["name"] == picked)
+        summary = register_pick(spec, sweep.Candidate(picked, winner["merge"]), folder, parent)
+    except BaseException as error:
+        end_after(error, spec, parent)
+        raise
+    close_pipeline_run(spec, parent, "FINISHED", summary)
+    return {**summary, "console": shown["console"], "folder": shown["folder"]}
+
+
+def search(spec: PipelineRun, folder: str, parent: str) -> list[dict]:
+    """Score the spec's recipe and `sweep.candidates` others, asked from Optuna `sweep.workers` at a time."""
+    plan, started = sweep.Search(spec), time.monotonic()
+    results = [score_candidate.submit(spec, sweep.reference(spec), folder, parent)]
+    asked = 0
+    while asked < spec.sweep.candidates:
+        if spec.sweep.minutes and time.monotonic() - started > spec.sweep.minutes * 60:
+            break
+        batch = plan.ask(min(spec.sweep.workers, spec.sweep.candidates - asked))
+        asked += len(batch)
+        running = [score_candidate.submit(spec, candidate, folder, parent) for candidate in batch]
+        for candidate, future in zip(batch, running, strict=True):
+            plan.tell(candidate, list(future.result()["values"].values()))
+        results += running
+    return [future.result() for future in results]
+
+
+def sequential_baseline(spec: PipelineRun, folder: str, parent: str):
+    """The sequential SFT → preference model scored like a candidate (its stages reused when cached)."""
+    wanted = spec.model_copy(update={"comparison": spec.comparison.model_copy(
+        update={"enabled": True, "baselines": ["sequential"]})})
+    made = variants.specs(wanted)
+    configs = {name: write_spec(variant, folder, name) for name, variant in made.items() if name != "paft"}
+    plain = variants.PLAIN_SFT
+    trained = [train_branch.submit(configs[plain], "sft", parent, plain)] if plain in configs else []
+    sft_only = merge_deltas.submit(configs["sft-only"], parent, "sft-only", wait_for=trained)
+    config = sequential_spec.submit(spec, sft_only, folder)
+    done = train_branch.submit(config, "preference", parent, "sequential")
+    merged = merge_deltas.submit(config, parent, "sequential", wait_for=[done])
+    return score_baseline.submit(spec, config, merged, folder, parent)
+
+
+def register_pick(spec: PipelineRun, picked: sweep.Candidate, folder: str, parent: str) -> dict:
+    """The picked recipe merged (again, if its folder was dropped), evaluated on the full suite, registered
+    and gated as any PAFT model."""
+    chosen = spec.model_copy(update={"merge": sweep.candidate_spec(spec, picked).merge})
+    config = str(write_config(chosen, f"{folder}/picked/spec.yaml"))
+    merged = merge_deltas(config, parent, f"picked-{picked.name}")
+    scores = evaluate_model(config, f"{merged}/model", parent)
+    decision = approved(chosen, promote(chosen, merged, scores), parent)
+    return summarize(chosen, parent, merged, scores, decision["version"])
