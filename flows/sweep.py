@@ -6,8 +6,9 @@ Candidates come from Optuna in batches of `sweep.workers`, each merged and score
 """
 
 import time
+from concurrent import futures
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -16,6 +17,7 @@ from paft_core.config import PipelineRun, write_config
 from paft_core.stage import BRANCHES
 from tasks.approval import approved
 from tasks.compare import sequential_spec, write_spec
+from tasks.process import StageFailed
 from tasks.stages import evaluate_model, merge_deltas, prepare, run_folder, train_branch
 from tasks.sweep import drop_merges, report, score_baseline, score_candidate
 from tasks.tracking import close_pipeline_run, end_after, open_pipeline_run, promote, summarize
@@ -49,20 +51,43 @@ def sweep_flow(spec: PipelineRun) -> dict:
 
 
 def search(spec: PipelineRun, folder: str, parent: str) -> list[dict]:
-    """Score the spec's recipe and `sweep.candidates` others, asked from Optuna `sweep.workers` at a time."""
-    plan, started = sweep.Search(spec), time.monotonic()
+    """Score the spec's recipe and `sweep.candidates` others from Optuna, `sweep.workers` in flight: each
+    finished candidate is told at once and the next asked, so no worker waits for a slower one."""
+    plan, started, budget = sweep.Search(spec), time.monotonic(), spec.sweep.candidates
     results = [score_candidate.submit(spec, sweep.reference(spec), folder, parent)]
+    flying: dict = {}
     asked = 0
-    while asked < spec.sweep.candidates:
-        if spec.sweep.minutes and time.monotonic() - started > spec.sweep.minutes * 60:
+    while asked < budget or flying:
+        over = spec.sweep.minutes and time.monotonic() - started > spec.sweep.minutes * 60
+        while asked < budget and len(flying) < spec.sweep.workers and not over:
+            (candidate,) = plan.ask(1)
+            flying[candidate.name] = candidate, score_candidate.submit(spec, candidate, folder, parent)
+            results.append(flying[candidate.name][1])
+            asked += 1
+        if over and not flying:
             break
-        batch = plan.ask(min(spec.sweep.workers, spec.sweep.candidates - asked))
-        asked += len(batch)
-        running = [score_candidate.submit(spec, candidate, folder, parent) for candidate in batch]
-        for candidate, future in zip(batch, running, strict=True):
-            plan.tell(candidate, list(future.result()["values"].values()))
-        results += running
-    return [future.result() for future in results]
+        # the thread pool's own futures: waiting on them asks the Prefect API nothing
+        done, _ = futures.wait([future.wrapped_future for _, future in flying.values()],
+                               return_when=futures.FIRST_COMPLETED)
+        for name in [name for name, (_, future) in flying.items() if future.wrapped_future in done]:
+            candidate, future = flying.pop(name)
+            found = _finished(future)
+            plan.tell(candidate, list(found["values"].values()) if found else None)
+    scored = [found for found in map(_finished, results) if found]
+    if len(scored) < len(results):
+        get_run_logger().warning(f"paft: {len(results) - len(scored)} of {len(results)} candidates failed "
+                                 "(their task runs say why); the front is drawn from the rest")
+    if not scored:
+        raise StageFailed("every candidate of the sweep failed; see the candidate task runs")
+    return scored
+
+
+def _finished(future) -> dict | None:
+    """A candidate's result, or None when its merge or evaluation failed (Optuna is told it failed)."""
+    try:
+        return future.result()
+    except StageFailed:
+        return None
 
 
 def sequential_baseline(spec: PipelineRun, folder: str, parent: str):

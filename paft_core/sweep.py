@@ -143,19 +143,21 @@ def scored(spec: PipelineRun, merge: dict | None = None) -> PipelineRun:
     return PipelineRun.model_validate({**raw, "merge": merge or raw["merge"], "evaluation": evaluation})
 
 
-def objectives(sweep: SweepSpec, metrics: dict[str, float]) -> dict[str, float]:
-    """The objective values from a candidate's eval/* metrics (0-100)."""
+def objectives(sweep: SweepSpec, metrics: dict[str, float], suffix: str = "") -> dict[str, float]:
+    """The objective values (0-100) from a candidate's eval/* metrics; suffix `_stderr`: their standard
+    errors (absent where lm-eval gave none)."""
     found = {}
     for key, value in metrics.items():
         parts = key.split("/")
-        if len(parts) != 3 or parts[0] != "eval" or parts[2].endswith("_stderr"):
+        if len(parts) != 3 or parts[0] != "eval" or not parts[2].endswith(suffix):
             continue
+        name = parts[2].removesuffix(suffix) if suffix else parts[2]
         project = suites.SUITES[parts[1].split("-")[0]].project
-        if project and parts[2] in sweep.objectives:
-            found[parts[2]] = value
-        elif not project and parts[2] == "average" and "suite_average" in sweep.objectives:
+        if project and name in sweep.objectives:
+            found[name] = value
+        elif not project and name == "average" and "suite_average" in sweep.objectives:
             found["suite_average"] = value
-    return {name: found[name] for name in sweep.objectives}
+    return {name: found[name] for name in sweep.objectives if name in found or not suffix}
 
 
 def cache_file(spec: PipelineRun, candidate: Candidate) -> Path:

@@ -8,11 +8,14 @@ matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 
 from paft_core import files  # noqa: E402
+from paft_core.presets import METHODS  # noqa: E402
 from paft_core.sweep import REFERENCE  # noqa: E402
-from paft_core.sweep_config import SweepSpec  # noqa: E402
+from paft_core.sweep_config import PROBES, SweepSpec  # noqa: E402
 
 NOTE = ("Scores are the **PAFT demo probes** (project-made held-out items, not leaderboard numbers) unless "
-        "an objective says `suite_average`.")
+        "an objective says `suite_average`. The front is chosen on these very items, so the pick's scores "
+        "are a little optimistic (the best of many noisy readings): read differences against the standard "
+        "errors (± 1 SE in the plot, all of them in `sweep.json`).")
 
 
 def write(out: Path, sweep: SweepSpec, results: list[dict], chosen: list[str], picked: str,
@@ -21,7 +24,8 @@ def write(out: Path, sweep: SweepSpec, results: list[dict], chosen: list[str], p
     out.mkdir(parents=True, exist_ok=True)
     rows = [_row(sweep, result, chosen, picked) for result in results]
     plot = _plot(sweep, results, chosen, picked, baseline, out / "front.png")
-    kept = [{key: result[key] for key in ("name", "merge", "values", "merge_folder")} for result in results]
+    kept = [{key: result.get(key) for key in ("name", "merge", "values", "errors", "merge_folder")}
+            for result in results]
     files.write_json_atomic(out / "sweep.json", {"objectives": sweep.objectives, "front": chosen,
                                                  "picked": picked, "candidates": kept, "baseline": baseline})
     header = ["candidate", "front", *sweep.objectives, "method", "density", "weights", "lambda", "outliers",
@@ -52,7 +56,21 @@ def _row(sweep: SweepSpec, result: dict, chosen: list[str], picked: str) -> dict
     scores = {key: round(value, 1) for key, value in result["values"].items()}
     return {"candidate": name, "front": mark, **scores, "method": merge["method"],
             "density": _short(merge["density"]), "weights": _short(merge["weights"]),
-            "lambda": merge["lambda"], "outliers": _short(merge["outliers"]), "lines β": lines.get("beta", 0)}
+            "lambda": merge["lambda"], "outliers": _short(merge["outliers"]) if _crumbs(merge) else "-",
+            "lines β": lines.get("beta", 0)}
+
+
+def _crumbs(merge: dict) -> bool:
+    """Whether a recipe uses Breadcrumbs (its `outliers` matter)."""
+    return METHODS[merge["method"]][0] == "breadcrumbs" or "breadcrumbs" in (merge.get("sparsify") or [])
+
+
+def _by_point(points: dict[str, tuple[float, float]]) -> dict[tuple[float, float], list[str]]:
+    """The candidates' names grouped by their (x, y)."""
+    grouped: dict[tuple[float, float], list[str]] = {}
+    for name, point in points.items():
+        grouped.setdefault(point, []).append(name)
+    return grouped
 
 
 def _short(value) -> str:
@@ -70,19 +88,23 @@ def _plot(sweep: SweepSpec, results: list[dict], chosen: list[str], picked: str,
     x_name, y_name = sweep.objectives[:2]
     figure, axis = plt.subplots(figsize=(6.5, 5))
     points = {result["name"]: (result["values"][x_name], result["values"][y_name]) for result in results}
+    for result in results:  # ± 1 standard error, faint: the front is read against the noise
+        errors = result.get("errors", {})
+        axis.errorbar(*points[result["name"]], xerr=errors.get(x_name), yerr=errors.get(y_name), fmt="none",
+                      ecolor="0.85", zorder=1)
     axis.scatter(*zip(*points.values(), strict=True), color="0.6", label="candidate", zorder=2)
     on_front = sorted(points[name] for name in chosen)
     axis.plot(*zip(*on_front, strict=True), "o-", color="tab:blue", label="Pareto front", zorder=3)
-    for name, (x, y) in points.items():
-        axis.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for (x, y), names in _by_point(points).items():  # candidates with equal scores share one label
+        axis.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     if REFERENCE in points:
         axis.scatter(*points[REFERENCE], marker="s", s=80, color="tab:green", label="spec's recipe", zorder=4)
     axis.scatter(*points[picked], marker="*", s=200, color="tab:red", label=f"picked ({picked})", zorder=5)
     if baseline:
         axis.scatter(baseline["values"][x_name], baseline["values"][y_name], marker="D", s=60,
                      color="tab:orange", label="sequential baseline", zorder=4)
-    axis.set(xlabel=f"{x_name} (0-100)", ylabel=f"{y_name} (0-100)",
-             title="Merge recipes: the two skills (PAFT demo probes, not leaderboard numbers)")
+    probes = " (PAFT demo probes, not leaderboard numbers)" if {x_name, y_name} <= set(PROBES) else ""
+    axis.set(xlabel=f"{x_name} (0-100)", ylabel=f"{y_name} (0-100)", title=f"Merge recipes, ± 1 SE{probes}")
     axis.title.set_fontsize(9)
     axis.legend(fontsize=8)
     figure.tight_layout()

@@ -32,7 +32,8 @@ def score_candidate(spec: PipelineRun, candidate: sweep.Candidate, folder: str, 
         raise
     metrics = {f"{OBJECTIVE_PREFIX}{name}": value for name, value in found["values"].items()}
     tracking.close_pipeline_run(spec.tracking, run_id, "FINISHED", metrics)
-    return {**found, "name": candidate.name, "merge": candidate.merge, "run_id": run_id}
+    errors = sweep.objectives(spec.sweep, found["metrics"], "_stderr")
+    return {**found, "errors": errors, "name": candidate.name, "merge": candidate.merge, "run_id": run_id}
 
 
 def _merge_and_score(spec: PipelineRun, candidate: sweep.Candidate, folder: str, run_id: str) -> dict:
@@ -53,7 +54,8 @@ def score_baseline(spec: PipelineRun, config: str, merge_folder: str, folder: st
     path = str(write_config(scored, Path(folder) / "sequential" / "sweep-eval.yaml"))
     env = {PARENT_ENV: parent_run_id, VARIANT_ENV: "sequential"}
     metrics = run_paft(["eval", path, "--model", f"{merge_folder}/model"], env)["metrics"]
-    return {"values": sweep.objectives(spec.sweep, metrics)}
+    return {"values": sweep.objectives(spec.sweep, metrics),
+            "errors": sweep.objectives(spec.sweep, metrics, "_stderr")}
 
 
 @task(name="drop-merges")
