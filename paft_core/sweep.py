@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from paft_core import files, paths, stage
+from paft_core import files, models, paths, stage
 from paft_core.config import PipelineRun
 from paft_core.errors import ConfigError
 from paft_core.evaluation import suites
@@ -163,12 +163,20 @@ def objectives(sweep: SweepSpec, metrics: dict[str, float], suffix: str = "") ->
 def cache_file(spec: PipelineRun, candidate: Candidate) -> Path:
     """Where a candidate's scores are kept: keyed by its recipe, the branches it merges and its evaluation."""
     scored = candidate_spec(spec, candidate)
-    branches = {name: stage.default_folder(name, stage.branch_reads(spec, name)).name
-                for name in candidate.merge["deltas"] if name in stage.BRANCHES}
+    branches = {name: _delta_identity(spec, name) for name in candidate.merge["deltas"]}
     key = stage.identity("sweep-candidate", {"merge": candidate.merge, "branches": branches,
                                              "model": spec.model.model_dump(),
                                              "evaluation": scored.evaluation.model_dump()})
     return paths.home() / "sweeps" / f"{key[:16]}.json"
+
+
+def _delta_identity(spec: PipelineRun, name: str) -> str:
+    """A branch by its stage folder (named by what it was trained from); a delta folder by its content."""
+    if name in stage.BRANCHES:
+        return stage.default_folder(name, stage.branch_reads(spec, name)).name
+    folder = Path(name).expanduser()
+    config = folder / "adapter_config.json"  # LoRA scaling lives there, beside the weights
+    return models.fingerprint(folder) + (files.sha256(config) if config.is_file() else "")
 
 
 def cached(spec: PipelineRun, candidate: Candidate) -> dict | None:

@@ -111,9 +111,20 @@ def adapter_of_another_base(tmp_path, tiny_base, produced):
         "was it trained on another base?"
 
 
+def sweep_without_probes(tmp_path, tiny_base, produced):
+    spec = tiny.spec(tiny_base, evaluation={"suites": ["paft_probes"], "benchmarks": ["sft_skill"]})
+    return ["sweep", spec_file(tmp_path, spec)], \
+        "sweep.objectives: preference_skill is not scored by the spec's evaluation; add paft_probes"
+
+
+def sweep_empty_range(tmp_path, tiny_base, produced):
+    return ["sweep", spec_file(tmp_path, tiny.spec(tiny_base), sweep__density=[0.6, 0.1])], \
+        "sweep: density range [0.6, 0.1] is empty: give [low, high] with low ≤ high"
+
+
 CASES = [empty_spec, bad_field, missing_data, not_utf8, parquet_named_jsonl, prompts_fill_max_length,
          chat_rows_without_template, truncated_weights, dead_tracking_server, hub_evaluation_offline,
-         negative_merge_scale, adapter_of_another_base]
+         negative_merge_scale, adapter_of_another_base, sweep_without_probes, sweep_empty_range]
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

@@ -79,3 +79,19 @@ def test_objectives_the_evaluation_does_not_score_are_refused():
     with pytest.raises(ConfigError, match="preference_skill is not scored"):
         sweep.check(PipelineRun.model_validate({"evaluation": other}))
     sweep.check(PipelineRun.model_validate({"evaluation": PROBES}))  # nothing to say
+
+
+def test_cached_scores_follow_a_delta_folders_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAFT_HOME", str(tmp_path / "home"))
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights one")
+    (adapter / "adapter_config.json").write_text('{"lora_alpha": 16}')
+    merge = {"deltas": [str(adapter), "preference"]}
+    spec = PipelineRun.model_validate({"evaluation": PROBES, "merge": merge})
+    first = sweep.cache_file(spec, sweep.reference(spec))
+    assert sweep.cache_file(spec, sweep.reference(spec)) == first
+    (adapter / "adapter_config.json").write_text('{"lora_alpha": 32}')
+    second = sweep.cache_file(spec, sweep.reference(spec))
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights two")
+    assert len({first, second, sweep.cache_file(spec, sweep.reference(spec))}) == 3
