@@ -25,11 +25,12 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from paft_core import models, sparsify  # noqa: E402
-from paft_core.checkpoint import Reader  # noqa: E402
+from paft_core import models  # noqa: E402
 from paft_core.config import PipelineRun, load_config  # noqa: E402
-from paft_core.deltas import LoraDelta  # noqa: E402
 from paft_core.evaluation import paired  # noqa: E402
+from paft_core.merging import sparsify
+from paft_core.merging.checkpoint import Reader  # noqa: E402
+from paft_core.merging.deltas import LoraDelta  # noqa: E402
 from paft_core.paths import PROJECT_ROOT  # noqa: E402
 from paft_core.training import sft  # noqa: E402
 

@@ -217,12 +217,12 @@ def _merge(args: argparse.Namespace) -> None:
     from paft_core import tracking_process
 
     with tracking_process.Helper() as helper:  # MLflow starts up in it while this process imports torch
-        from paft_core import merging
         from paft_core.config import load_config
+        from paft_core.merging import merge
 
         spec = load_config(args.config)
         _check_tracking(spec)
-        out = merging.run(spec, args.out, helper)
+        out = merge.run(spec, args.out, helper)
     print(f"paft: merged model in {out / 'model'}, report in {out / 'report.json'}", flush=True)
     _result({"folder": str(out)})
 

@@ -136,7 +136,7 @@ class LinesSpec(Spec):
 
 
 class MergeSpec(Spec):
-    """How the deltas are combined into the base (see paft_core/merge.py for the methods and papers)."""
+    """How the deltas are combined into the base (methods and their papers: paft_core/presets.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -90,7 +90,7 @@ def check_folder(folder: Path, spec: ModelSpec) -> None:
 
 def _check_weights_whole(folder: Path) -> None:
     """Every safetensors file's header parses and the file holds all it promises (headers only: fast)."""
-    from paft_core import checkpoint  # imports torch: only once a folder is there to check
+    from paft_core.merging import checkpoint  # imports torch: only once a folder is there to check
 
     if not any(folder.glob("*.safetensors")):
         return

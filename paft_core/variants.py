@@ -15,7 +15,7 @@ adapter of `paft`, `sft-only` and `sequential`) reuses its folder instead of tra
 from pathlib import Path
 
 from paft_core.config import PipelineRun
-from paft_core.merge import Recipe
+from paft_core.merging.methods import Recipe
 
 ORDER = ("base", "sft-only", "preference-only", "sequential", "paft-no-l1", "paft")
 PLAIN_SFT = "sft-no-l1"  # the trained SFT branch without L1, where a variant needs it

@@ -7,11 +7,11 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from paft_core import deltas, merging
-from paft_core.checkpoint import Reader
 from paft_core.config import PipelineRun, load_config, write_config
 from paft_core.errors import ConfigError
-from paft_core.merge import Recipe, combine
+from paft_core.merging import deltas, merge
+from paft_core.merging.checkpoint import Reader
+from paft_core.merging.methods import Recipe, combine
 from tests import tiny
 
 SHIPPED = sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
@@ -121,7 +121,7 @@ def test_shipped_config_merges_its_branches_on_a_tiny_twin(path, tmp_path, monke
     raw["model"]["source"] = str(base)
     raw["merge"]["deltas"] = [str(adapter) for adapter in adapters]
     spec = PipelineRun.model_validate(raw)
-    out = merging.run(spec, out=tmp_path / "merge")
+    out = merge.run(spec, out=tmp_path / "merge")
     assert (out / "complete.json").is_file()
     merged, reader = load_file(out / "model" / "model.safetensors"), Reader(base)
     sft, preference = (deltas.open_delta(adapter, adapter.name, reader) for adapter in adapters)

@@ -7,9 +7,10 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from paft_core import checkpoint, deltas, files, models
+from paft_core import files, models
 from paft_core.config import ModelSpec
 from paft_core.errors import ModelError
+from paft_core.merging import checkpoint, deltas
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")

@@ -15,8 +15,9 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback
 from transformers.integrations import MLflowCallback
 
-from paft_core import data, deltas, models, preflight, stage, tracking
+from paft_core import data, models, preflight, stage, tracking
 from paft_core.config import LoraSpec, ModelSpec, PipelineRun, TrainSpec
+from paft_core.merging import deltas
 from paft_core.stage import Branch
 
 BuildTrainer = Callable[..., Trainer]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from paft_core import stage, variants
 from paft_core.config import PipelineRun, load_config
-from paft_core.merge import Recipe
+from paft_core.merging.methods import Recipe
 from paft_core.paths import PROJECT_ROOT
 
 

@@ -8,9 +8,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from paft_core import merge, models, sparsity
+from paft_core import models, sparsity
 from paft_core.config import MergeSpec, ModelSpec
 from paft_core.errors import OutputError
+from paft_core.merging import methods
 from paft_core.training import sft, sparse
 from tests import tiny
 
@@ -205,10 +206,10 @@ def test_untrusted_pickle_model_fails_before_training(tiny_base, paft_home, tmp_
 def test_the_paft_preset_zeroes_what_l1_drove_near_zero(tiny_base, paft_home):
     sft_delta = final_deltas(tiny_base, paft_home, strength=0.05)
     preference_delta = [torch.randn_like(delta) * delta.abs().mean() for delta in sft_delta]
-    recipe = merge.Recipe.from_spec(MergeSpec(preset="paft-ties"))
+    recipe = methods.Recipe.from_spec(MergeSpec(preset="paft-ties"))
     zeros = total = 0
     for index, (ours, theirs) in enumerate(zip(sft_delta, preference_delta, strict=True)):
-        _, kept = merge.combine(recipe, f"module{index}", [ours, theirs])
+        _, kept = methods.combine(recipe, f"module{index}", [ours, theirs])
         near_zero = ours.abs() <= 1e-3 * ours.abs().max()
         assert not kept[0][near_zero].any()  # nothing L1 drove near zero reaches the merged model
         zeros, total = zeros + int((~kept[0]).sum()), total + kept[0].numel()

@@ -3,7 +3,7 @@
 import torch
 from peft.utils import merge_utils
 
-from paft_core import sparsify
+from paft_core.merging import sparsify
 
 
 def test_magnitude_keeps_exactly_the_largest_fraction():

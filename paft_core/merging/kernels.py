@@ -1,6 +1,6 @@
 """The merge's per-block arithmetic as fused loops over L1-sized chunks, where numpy made ~40 passes.
 
-Compiled by numba on first use and cached beside this file. Every float32 operation is merge.combine's, in
+Compiled by numba on first use and cached beside this file. Every float32 operation is methods.combine's, in
 the same order (trim, sign election, weighted sum from the first delta on, division, λ), so the merged
 weights are bit-identical to the whole-tensor numpy merge; the report's sums accumulate in float64.
 `nogil`: the merge's worker threads run these loops in parallel.
@@ -107,7 +107,7 @@ def _trim(values, dropped, trimming, dropping, trim, upper, out):
 @numba.njit(nogil=True)
 def _consensus(trimmed, weights, consensus, by_total, divisor, scale, base, merged, total, kept, result,
                election, agreeing):
-    """merge.consensus on a chunk, in its float32 order; total = base + merged.
+    """methods.consensus on a chunk, in its float32 order; total = base + merged.
 
     Delta by delta over the whole chunk, without branches, so that the loops vectorise; `result`,
     `election` and `agreeing` are scratch space of at least the chunk's size.

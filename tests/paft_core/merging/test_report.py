@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from paft_core.report import Collector, rounding
-from paft_core.sparsify import Magnitudes
+from paft_core.merging.report import Collector, rounding
+from paft_core.merging.sparsify import Magnitudes
 
 ULP = 2.0**-7  # bf16 spacing in [1, 2)
 

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import torch
 
-from paft_core import blocks, checkpoint, deltas, files, merge, models, plots, stage, tracking_process
+from paft_core import files, models, stage, tracking_process
 from paft_core.config import PipelineRun
 from paft_core.errors import DataError, OutputError
-from paft_core.lora_export import Exporter
-from paft_core.merge import Recipe
-from paft_core.model_card import write_card
-from paft_core.report import Collector
+from paft_core.merging import blocks, checkpoint, deltas, methods, plots
+from paft_core.merging.card import write_card
+from paft_core.merging.lora_export import Exporter
+from paft_core.merging.methods import Recipe
+from paft_core.merging.report import Collector
 
 FLOATING = ("F64", "F32", "F16", "BF16")  # what merge.dtype casts; FP8 and integer tensors keep their bytes
 OUTPUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -126,7 +127,7 @@ def _write_weights(folder: Path, reader: checkpoint.Reader, layout: dict[str, ch
     """
     changes = [set(delta.targets()) for delta in opened]
     labels = tuple(delta.label for delta in opened)
-    layers = merge.count_layers(reader.names())
+    layers = methods.count_layers(reader.names())
     writer = checkpoint.Writer(folder, layout)
 
     def work(name: str) -> tuple | None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from paft_core import sparsify
 from paft_core.config import MergeSpec
+from paft_core.merging import sparsify
 from paft_core.presets import METHODS
 
 
@@ -99,8 +99,8 @@ def consensus(recipe: Recipe, stacked: np.ndarray) -> tuple[np.ndarray, np.ndarr
     weights = np.asarray(recipe.weights, dtype=np.float32)[:, None]
     method = METHODS[recipe.method][1]
     if method == "ties":
-        elected = _elect_signs(stacked, recipe.majority_sign)
-        merged = _disjoint_mean(stacked * weights, elected)
+        elected = elect_signs(stacked, recipe.majority_sign)
+        merged = disjoint_mean(stacked * weights, elected)
         kept = elected
     else:
         merged = (stacked * weights).sum(0)
@@ -111,27 +111,20 @@ def consensus(recipe: Recipe, stacked: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return merged, kept
 
 
-def elect_signs(stacked: torch.Tensor, method: str) -> torch.Tensor:
-    """TIES sign election: per entry, the sign of the summed values ("total") or of the summed signs."""
-    return torch.from_numpy(_elect_signs(stacked.numpy(), method))
+# TIES' two steps on numpy arrays (numpy's comparison and boolean kernels run ~8× faster than torch's on
+# CPU, and these steps are mostly comparisons and masks); the tests check them against peft's.
 
 
-def disjoint_mean(weighted: torch.Tensor, elected: torch.Tensor) -> torch.Tensor:
-    """TIES disjoint merge: the mean of the entries that agree with the elected sign (zeros never agree)."""
-    return torch.from_numpy(_disjoint_mean(weighted.numpy(), elected.numpy()))
-
-
-# The same two steps on numpy arrays, which the merge loop uses: numpy's comparison and boolean kernels
-# run ~8× faster than torch's on CPU, and these two steps are mostly comparisons and masks.
-
-
-def _elect_signs(stacked: np.ndarray, method: str) -> np.ndarray:
+def elect_signs(stacked: np.ndarray, method: str) -> np.ndarray:
+    """TIES sign election: per entry, whether each delta agrees with the sign of the summed values
+    ("total") or of the summed signs ("frequency")."""
     total = stacked.sum(0) if method == "total" else np.sign(stacked).sum(0)
     positive = total >= 0  # a tie elects +, as peft does
     return ((stacked > 0) & positive) | ((stacked < 0) & ~positive)  # 0 and NaN never agree
 
 
-def _disjoint_mean(weighted: np.ndarray, elected: np.ndarray) -> np.ndarray:
+def disjoint_mean(weighted: np.ndarray, elected: np.ndarray) -> np.ndarray:
+    """TIES disjoint merge: the mean of the entries that agree with the elected sign (zeros never agree)."""
     counter = np.uint8 if len(elected) < 256 else np.int64  # bytes sum fastest, and cannot overflow here
     agreeing = np.maximum(elected.view(np.uint8).sum(0, dtype=counter), 1)
     return (weighted * elected).sum(0) / agreeing.astype(np.float32)

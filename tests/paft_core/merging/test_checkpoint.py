@@ -5,8 +5,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import LlamaForCausalLM
 
-from paft_core import checkpoint
 from paft_core.errors import DataError
+from paft_core.merging import checkpoint
 
 
 def test_streamed_shards_load_back_identically(tiny_base, tmp_path):

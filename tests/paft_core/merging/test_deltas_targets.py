@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from paft_core import deltas, merging
-from paft_core.checkpoint import Reader
+from paft_core.merging import deltas, merge
+from paft_core.merging.checkpoint import Reader
 from tests import tiny
 
 X_TARGETS = ["q_proj", "k_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -71,7 +71,7 @@ def test_adapters_on_different_modules_pass_the_checks(tiny_base, adapters):
 def test_a_module_only_one_adapter_targets_gets_its_delta_alone(tiny_base, adapters, paft_home, tmp_path,
                                                                  method):
     run = tiny.spec(tiny_base, merge={"deltas": [str(adapter) for adapter in adapters], **RECIPES[method]})
-    out = merging.run(run, tmp_path / "merge")
+    out = merge.run(run, tmp_path / "merge")
     merged, base = load_file(out / "model" / "model.safetensors"), Reader(tiny_base)
     x, y = (direct_deltas(adapter) for adapter in adapters)
     for name in (BOTH, ONLY_X, ONLY_Y):

@@ -7,19 +7,19 @@ import yaml
 from peft.utils import merge_utils
 from safetensors.torch import save_file
 
-from paft_core import blocks, checkpoint, merge
 from paft_core.config import MergeSpec, load_config
 from paft_core.errors import ConfigError
-from paft_core.report import Collector, rounding
-from paft_core.sparsify import Magnitudes
+from paft_core.merging import blocks, checkpoint, methods
+from paft_core.merging.report import Collector, rounding
+from paft_core.merging.sparsify import Magnitudes
 
 D1 = torch.tensor([1.0, -2.0, 3.0, 0.0])
 D2 = torch.tensor([-2.0, 1.0, 1.0, 4.0])
 
 
 def merged(deltas, **spec):
-    recipe = merge.Recipe.from_spec(MergeSpec(deltas=[f"d{i}" for i in range(len(deltas))], **spec))
-    return merge.combine(recipe, "layers.0.q_proj.weight", deltas)
+    recipe = methods.Recipe.from_spec(MergeSpec(deltas=[f"d{i}" for i in range(len(deltas))], **spec))
+    return methods.combine(recipe, "layers.0.q_proj.weight", deltas)
 
 
 def test_ties_elects_sign_by_total_and_takes_the_disjoint_mean():
@@ -78,7 +78,7 @@ def test_dare_methods_match_peft_given_the_same_draws(method, monkeypatch):
     torch.manual_seed(4)
     deltas = [torch.randn(40, 24) for _ in range(2)]
     shared = torch.Generator().manual_seed(11)  # one stream, drawn in delta order as peft draws
-    monkeypatch.setattr(merge, "generator", lambda *_: shared)
+    monkeypatch.setattr(methods, "generator", lambda *_: shared)
     ours, _ = merged(deltas, method=method, density=0.4, weights=[1.0, 0.5])
     torch.manual_seed(11)
     reference = getattr(merge_utils, method)(deltas, torch.tensor([1.0, 0.5]), 0.4)
@@ -87,10 +87,10 @@ def test_dare_methods_match_peft_given_the_same_draws(method, monkeypatch):
 
 def test_dare_is_seeded_per_module_not_per_call_order():
     delta = torch.randn(16, 16)
-    recipe = merge.Recipe.from_spec(MergeSpec(method="dare_linear", deltas=["a"], density=0.5, seed=9))
-    first, _ = merge.combine(recipe, "m.weight", [delta])
-    merge.combine(recipe, "other.weight", [delta])
-    again, _ = merge.combine(recipe, "m.weight", [delta])
+    recipe = methods.Recipe.from_spec(MergeSpec(method="dare_linear", deltas=["a"], density=0.5, seed=9))
+    first, _ = methods.combine(recipe, "m.weight", [delta])
+    methods.combine(recipe, "other.weight", [delta])
+    again, _ = methods.combine(recipe, "m.weight", [delta])
     assert torch.equal(first, again)
 
 
@@ -113,41 +113,43 @@ def test_bad_recipes_are_one_line_errors_naming_the_field(tmp_path, fields, mess
 
 def test_lines_scales_the_merged_delta_by_depth():
     """LiNeS: λ·(α + β·ℓ/(L−1)) on layer ℓ of L; the embeddings as the first layer, the head as the last."""
-    recipe = merge.Recipe.from_spec(MergeSpec(method="task_arithmetic", deltas=["a", "b"], weights=[1.0, 0.5],
-                                              lines={"alpha": 0.2, "beta": 0.6}, **{"lambda": 2.0}))
+    spec = MergeSpec(method="task_arithmetic", deltas=["a", "b"], weights=[1.0, 0.5],
+                     lines={"alpha": 0.2, "beta": 0.6}, **{"lambda": 2.0})
+    recipe = methods.Recipe.from_spec(spec)
     plain = D1 + 0.5 * D2
     for name, factor in [("model.layers.0.self_attn.q_proj.weight", 0.2),
                          ("model.layers.2.mlp.down_proj.weight", 0.2 + 0.6 * 2 / 4),
                          ("model.layers.4.mlp.up_proj.weight", 0.8), ("model.embed_tokens.weight", 0.2),
                          ("lm_head.weight", 0.8)]:
-        found, _ = merge.combine(recipe, name, [D1, D2], layers=5)
+        found, _ = methods.combine(recipe, name, [D1, D2], layers=5)
         assert torch.allclose(found, 2.0 * factor * plain), name
     names = [f"model.layers.{index}.mlp.up_proj.weight" for index in range(7)] + ["lm_head.weight"]
-    assert merge.count_layers(names) == 7
+    assert methods.count_layers(names) == 7
 
 
 def test_presets_fill_what_the_spec_leaves_out():
     spec = MergeSpec(preset="paft-ties", density=0.3)
-    recipe = merge.Recipe.from_spec(spec)
+    recipe = methods.Recipe.from_spec(spec)
     assert (recipe.method, recipe.sparsifiers) == ("ties", ("magnitude", "magnitude"))
     assert recipe.densities == (0.3, 0.3)  # the spec's density overrides the preset's per-delta pair
-    assert merge.Recipe.from_spec(MergeSpec(preset="paft-ties")).densities == (0.05, 0.5)
+    assert methods.Recipe.from_spec(MergeSpec(preset="paft-ties")).densities == (0.05, 0.5)
 
 
 @pytest.mark.parametrize("method", ["total", "frequency"])
 def test_sign_election_and_disjoint_mean_equal_peft(method):
     torch.manual_seed(8)
     stacked = torch.randn(3, 30, 20) * (torch.rand(3, 30, 20) > 0.3)
-    elected = merge.elect_signs(stacked, method)
+    elected = torch.from_numpy(methods.elect_signs(stacked.numpy(), method))
     assert torch.equal(elected, merge_utils.calculate_majority_sign_mask(stacked, method))
     weighted = stacked * torch.tensor([0.5, 1.0, 2.0]).view(3, 1, 1)
-    assert torch.equal(merge.disjoint_mean(weighted, elected), merge_utils.disjoint_merge(weighted, elected))
+    ours = torch.from_numpy(methods.disjoint_mean(weighted.numpy(), elected.numpy()))
+    assert torch.equal(ours, merge_utils.disjoint_merge(weighted, elected))
 
 
 def test_nan_never_agrees_with_the_elected_sign_as_in_peft():
     stacked = torch.tensor([[float("nan"), -1.0, 2.0, 0.0], [-3.0, float("nan"), -1.0, -0.0]])
     for method in ("total", "frequency"):
-        ours = merge.elect_signs(stacked, method)
+        ours = torch.from_numpy(methods.elect_signs(stacked.numpy(), method))
         assert torch.equal(ours, merge_utils.calculate_majority_sign_mask(stacked, method))
         assert not ours[0, 0] and not ours[1, 1]
 
@@ -162,7 +164,7 @@ class Rows:
         return self.tensor[start:stop]
 
 
-BLOCKED_RECIPES = [{"method": method} for method in merge.METHODS] + [
+BLOCKED_RECIPES = [{"method": method} for method in methods.METHODS] + [
     {"method": "ties", "sparsify": ["keep", "magnitude"], "density": [1.0, 0.3]},
     {"method": "ties", "sparsify": ["dare", "magnitude"], "majority_sign": "frequency"},
     {"method": "task_arithmetic", "sparsify": ["magnitude", "dare"], "weights": [0.5, 2.0], "lambda": 0.7},
@@ -191,13 +193,13 @@ def test_blocked_merge_equals_the_whole_tensor_merge(tmp_path, fields, dtype, th
     save_file({name: base}, tmp_path / "base.safetensors")
     reader = checkpoint.Reader(tmp_path / "base.safetensors")
     spec = {"density": 0.4, "seed": 3, **fields}
-    recipe = merge.Recipe.from_spec(MergeSpec(deltas=["a", "b"], **spec))
+    recipe = methods.Recipe.from_spec(MergeSpec(deltas=["a", "b"], **spec))
     writer = checkpoint.Writer(tmp_path, reader.entries)
     module = blocks.Module(name, reader, dtype, tuple(Rows(delta) for delta in raw), ("a", "b"), layers=3)
     (counts, histograms), whole = blocks.run(module, recipe, writer, block=64, keep=True)
     writer.close()
     magnitudes = [Magnitudes(delta) for delta in raw]
-    expected, kept = merge.combine(recipe, name, raw, magnitudes, layers=3)
+    expected, kept = methods.combine(recipe, name, raw, magnitudes, layers=3)
     total = base.float() + expected
     assert torch.equal(whole, expected)
     assert torch.equal(checkpoint.Reader(tmp_path / "model.safetensors").get(name), total.to(dtype))
@@ -215,12 +217,12 @@ def test_blocked_thresholds_are_exact_when_the_cut_falls_inside_a_histogram_bin(
     values = (1.0 + torch.arange(400, dtype=torch.float32) * 2.0**-23)[torch.randperm(400)].view(20, 20)
     save_file({name: torch.zeros(20, 20)}, tmp_path / "base.safetensors")
     reader = checkpoint.Reader(tmp_path / "base.safetensors")
-    recipe = merge.Recipe.from_spec(MergeSpec(method="ties", deltas=["a"], density=0.37))
+    recipe = methods.Recipe.from_spec(MergeSpec(method="ties", deltas=["a"], density=0.37))
     writer = checkpoint.Writer(tmp_path, reader.entries)
     _, whole = blocks.run(blocks.Module(name, reader, torch.float32, (Rows(values),), ("a",)), recipe, writer,
                           block=50, keep=True)
     writer.close()
-    assert torch.equal(whole, merge.combine(recipe, name, [values])[0])
+    assert torch.equal(whole, methods.combine(recipe, name, [values])[0])
     assert int((whole != 0).sum()) == int(0.37 * 400)
 
 
@@ -240,10 +242,10 @@ def test_a_small_tensor_computes_its_deltas_once(tmp_path, monkeypatch, keep_byt
 
     save_file({name: torch.zeros(200, 100)}, tmp_path / "base.safetensors")
     reader = checkpoint.Reader(tmp_path / "base.safetensors")
-    recipe = merge.Recipe.from_spec(MergeSpec(method="ties", deltas=["a", "b"], density=0.3))
+    recipe = methods.Recipe.from_spec(MergeSpec(method="ties", deltas=["a", "b"], density=0.3))
     writer = checkpoint.Writer(tmp_path, reader.entries)
     module = blocks.Module(name, reader, torch.float32, tuple(Counted(delta) for delta in raw), ("a", "b"))
     _, whole = blocks.run(module, recipe, writer, block=1000, keep=True)
     writer.close()
-    assert torch.equal(whole, merge.combine(recipe, name, raw)[0])
+    assert torch.equal(whole, methods.combine(recipe, name, raw)[0])
     assert len(calls) == passes_expected * 2 * 20  # two deltas, 20 blocks of 10 rows

@@ -9,9 +9,9 @@ from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file, save_file
 from transformers import LlamaForCausalLM
 
-from paft_core import deltas
-from paft_core.checkpoint import Reader
 from paft_core.errors import DataError
+from paft_core.merging import deltas
+from paft_core.merging.checkpoint import Reader
 from tests import tiny
 
 

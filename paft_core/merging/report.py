@@ -31,7 +31,7 @@ from itertools import combinations
 import numpy as np
 import torch
 
-from paft_core.sparsify import Magnitudes, flat
+from paft_core.merging.sparsify import Magnitudes, flat
 from paft_core.sparsity import REL_THRESHOLDS
 
 TOPK = 0.1

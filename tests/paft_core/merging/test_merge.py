@@ -11,8 +11,9 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from paft_core import checkpoint, cli, deltas, merging, models
+from paft_core import cli, models
 from paft_core.errors import DataError, OutputError
+from paft_core.merging import checkpoint, deltas, merge
 from tests import tiny
 
 
@@ -64,7 +65,7 @@ def lost_share(base, merged, adapter):
 
 def test_task_arithmetic_of_one_adapter_is_peft_merge_and_unload(tiny_base, branches, tmp_path):
     adapter = tmp_path / "sft"
-    out = merging.run(with_merge(branches, method="task_arithmetic", deltas=[str(adapter)]))
+    out = merge.run(with_merge(branches, method="task_arithmetic", deltas=[str(adapter)]))
     expected = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(tiny_base), adapter)
     expected = expected.merge_and_unload().state_dict()
     merged = weights(out / "model")
@@ -84,13 +85,13 @@ def test_lora_deltas_and_full_checkpoint_deltas_merge_the_same(tiny_base, branch
         model.merge_and_unload().save_pretrained(tmp_path / f"{branch}-full")
         full.append(str(tmp_path / f"{branch}-full"))
     recipe = {"method": "ties", "density": 1.0, "weights": [0.7, 1.2]}
-    from_lora = weights(merging.run(with_merge(branches, **recipe)) / "model")
-    from_full = weights(merging.run(with_merge(branches, deltas=full, **recipe)) / "model")
+    from_lora = weights(merge.run(with_merge(branches, **recipe)) / "model")
+    from_full = weights(merge.run(with_merge(branches, deltas=full, **recipe)) / "model")
     assert all(torch.allclose(from_lora[name], from_full[name], atol=1e-5) for name in from_lora)
 
 
 def test_report_agrees_with_a_direct_computation(tiny_base, branches, paft_home, tmp_path):
-    out = merging.run(branches)
+    out = merge.run(branches)
     report = json.loads((out / "report.json").read_text())["overall"]
     sft, pref = (tiny.adapter_deltas(tmp_path / branch) for branch in ("sft", "preference"))
     a = torch.cat([sft[key].flatten() for key in sorted(sft)])
@@ -123,46 +124,46 @@ def test_a_crashed_merge_leaves_nothing_that_looks_finished(branches, paft_home,
 
     monkeypatch.setattr(checkpoint, "_write_tensor", crash_on_fifth)
     with pytest.raises(RuntimeError, match="killed"):
-        merging.run(branches)
+        merge.run(branches)
     out = next((paft_home / "stages").glob("merge-*"))
     assert not (out / "model").exists() and not (out / "complete.json").exists()
     monkeypatch.setattr(checkpoint, "_write_tensor", original)
-    assert merging.run(branches) == out and (out / "complete.json").is_file()
+    assert merge.run(branches) == out and (out / "complete.json").is_file()
     _, runs = tiny.tracked_runs(paft_home)
     assert [run.info.status for run in runs if run.info.run_name == "merge"] == ["FAILED", "FINISHED"]
 
 
 def test_a_finished_merge_is_reused_and_another_recipe_cannot_take_its_folder(branches, paft_home):
-    out = merging.run(branches)
+    out = merge.run(branches)
     stamp = (out / "model" / "model.safetensors").stat().st_mtime_ns
-    assert merging.run(branches) == out
+    assert merge.run(branches) == out
     assert (out / "model" / "model.safetensors").stat().st_mtime_ns == stamp
     with pytest.raises(OutputError, match="holds a finished merge run of a different spec"):
-        merging.run(with_merge(branches, density=0.3), out)
+        merge.run(with_merge(branches, density=0.3), out)
     assert (out / "model" / "model.safetensors").stat().st_mtime_ns == stamp
 
 
 def test_not_enough_disk_is_refused_before_writing(branches, paft_home, monkeypatch):
-    monkeypatch.setattr(merging.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
+    monkeypatch.setattr(merge.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
     with pytest.raises(OutputError, match="GiB free, the merged model needs"):
-        merging.run(branches)
+        merge.run(branches)
     assert not list((paft_home / "stages").glob("merge-*/model"))
 
 
 def test_untrained_branch_and_other_base_are_named(tiny_base, paft_home, tmp_path):
     run = tiny.spec(tiny_base)
     with pytest.raises(DataError, match=r"branch 'sft' has no finished adapter .* `paft train sft CONFIG`"):
-        merging.run(run)
+        merge.run(run)
     adapter = tiny.make_adapter(tiny_base, tmp_path / "a", 1)
     for branch in ("sft", "preference"):
         tiny.finished_branch(run, branch, adapter, "0" * 64)
     with pytest.raises(DataError, match="was trained on base 000000000000, not on this spec's base"):
-        merging.run(run)
+        merge.run(run)
 
 
 def test_lora_export_reconstructs_the_merged_delta(tiny_base, branches, tmp_path):
-    exact = merging.run(with_merge(branches, method="task_arithmetic", lora_rank=8))
-    low = merging.run(with_merge(branches, method="task_arithmetic", lora_rank=2))
+    exact = merge.run(with_merge(branches, method="task_arithmetic", lora_rank=8))
+    low = merge.run(with_merge(branches, method="task_arithmetic", lora_rank=2))
     errors = [json.loads((out / "lora" / "reconstruction.json").read_text())["relative_error"]
               for out in (exact, low)]
     assert errors[0] < 1e-5 < 0.1 < errors[1]  # two rank-4 deltas sum to rank ≤ 8
@@ -187,7 +188,7 @@ def test_paft_merge_command(branches, tmp_path, capsys):
 def test_bf16_output_rounds_a_faint_delta_away_and_says_so(tiny_base, paft_home, tmp_path, capsys):
     base = bf16_base(tiny_base, tmp_path / "bf16")
     adapter = faint_adapter(tiny_base, tmp_path / "faint", peak=1e-6)
-    out = merging.run(with_merge(tiny.spec(base), method="task_arithmetic", deltas=[str(adapter)]))
+    out = merge.run(with_merge(tiny.spec(base), method="task_arithmetic", deltas=[str(adapter)]))
     report = json.loads((out / "report.json").read_text())
     overall = report["overall"]
     direct = lost_share(weights(base), weights(out / "model"), adapter)
@@ -209,7 +210,7 @@ def test_float32_output_keeps_a_faint_delta_exactly(tiny_base, paft_home, tmp_pa
     base = bf16_base(tiny_base, tmp_path / "bf16")
     adapter = faint_adapter(tiny_base, tmp_path / "faint", peak=1e-6)
     run = with_merge(tiny.spec(base), method="task_arithmetic", deltas=[str(adapter)], dtype="float32")
-    out = merging.run(run)
+    out = merge.run(run)
     merged, source = checkpoint.Reader(out / "model"), checkpoint.Reader(base)
     assert {entry.dtype for entry in merged.entries.values()} == {"F32"}
     delta = deltas.open_delta(adapter, "faint", source)
@@ -225,9 +226,9 @@ def test_float32_output_keeps_a_faint_delta_exactly(tiny_base, paft_home, tmp_pa
 
 
 def test_float32_base_loses_nothing_and_bfloat16_output_casts_every_tensor(tiny_base, branches, capsys):
-    kept = json.loads((merging.run(branches) / "report.json").read_text())["overall"]
+    kept = json.loads((merge.run(branches) / "report.json").read_text())["overall"]
     assert kept["cast/lost_l1_share"] == kept["sft/cast_lost_l1_share"] == 0.0
-    out = merging.run(with_merge(branches, dtype="bfloat16"))
+    out = merge.run(with_merge(branches, dtype="bfloat16"))
     report = json.loads((out / "report.json").read_text())
     assert 0 < report["overall"]["cast/lost_l1_share"] < 0.01 and report["dtype"] == "bfloat16"
     merged, source = checkpoint.Reader(out / "model"), checkpoint.Reader(tiny_base)
@@ -250,11 +251,11 @@ def test_a_full_disk_mid_write_publishes_nothing_and_the_rerun_completes(branche
     monkeypatch.setattr(checkpoint, "_write_at", full)
     with pytest.raises(OutputError, match="the disk filled up while the merge wrote its output; nothing was "
                                           "published: free space and run the merge again"):
-        merging.run(branches)
+        merge.run(branches)
     out = next((paft_home / "stages").glob("merge-*"))
     assert [path.name for path in out.iterdir()] == ["stage.json"] and not list(out.parent.glob(".*.tmp"))
     monkeypatch.setattr(checkpoint, "_write_at", original)
-    assert merging.run(branches) == out
+    assert merge.run(branches) == out
     assert {"complete.json", "report.json", "model", "plots"} <= {path.name for path in out.iterdir()}
 
 
@@ -267,7 +268,7 @@ def test_nan_in_a_full_checkpoint_delta_is_named_and_leaves_nothing(tiny_base, p
     out = tmp_path / "merged"
     run = with_merge(tiny.spec(tiny_base), method="task_arithmetic", deltas=[str(fine_tuned)])
     with pytest.raises(DataError, match=r"delta 'nan' holds NaN or Inf in model.layers.0.mlp.up_proj.weight"):
-        merging.run(run, out)
+        merge.run(run, out)
     assert [path.name for path in out.iterdir()] == ["stage.json"] and not (tmp_path / ".merged.tmp").exists()
 
 
@@ -277,5 +278,5 @@ def test_a_pickle_only_base_is_one_line_saying_the_merge_needs_safetensors(tiny_
     shutil.copy(tiny_base / "config.json", base / "config.json")
     torch.save(load_file(tiny_base / "model.safetensors"), base / "pytorch_model.bin")
     with pytest.raises(DataError, match="`paft merge` reads safetensors only") as error:
-        merging.run(tiny.spec(base, model__allow_pickle=True))
+        merge.run(tiny.spec(base, model__allow_pickle=True))
     assert "\n" not in str(error.value) and str(error.value).startswith(f"model.source: {base}")

@@ -15,8 +15,8 @@ from typing import Protocol
 
 import torch
 
-from paft_core.checkpoint import Reader
 from paft_core.errors import DataError
+from paft_core.merging.checkpoint import Reader
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

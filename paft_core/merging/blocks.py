@@ -6,7 +6,7 @@ of a LoRA ΔW, s·B[rows]·A, costs less to recompute than to keep; a tensor und
 2. for a threshold inside a bin, a histogram of the low 16 bits of that bin's entries: the two histograms
    give the k-th largest |x| exactly, in 32,768 + 65,536 counters, never a sort of the tensor;
 3. trim, combine, add to the base, cast and write each block, counting what the report needs.
-Pass 3 runs in kernels.py's fused loops, which repeat merge.combine's float32 arithmetic in its order (every
+Pass 3 runs in kernels.py's fused loops, which repeat methods.combine's float32 arithmetic in its order (every
 step after the thresholds is elementwise, and DARE's generator is drawn in row order), so the merged weights
 equal the whole-tensor merge's bit for bit.
 """
@@ -18,9 +18,9 @@ from itertools import combinations
 import numpy as np
 import torch
 
-from paft_core import checkpoint, deltas, kernels, merge, report, sparsify
 from paft_core.errors import DataError
-from paft_core.merge import Recipe
+from paft_core.merging import checkpoint, deltas, kernels, methods, report, sparsify
+from paft_core.merging.methods import Recipe
 from paft_core.sparsity import REL_THRESHOLDS
 
 BLOCK = 1 << 20  # entries per block (4 MiB of float32): its temporaries stay in the heap and in cache
@@ -63,7 +63,7 @@ def run(module: Module, recipe: Recipe, writer: checkpoint.Writer, block: int = 
     _, _, first_cast, size = kernels.layout(len(module.labels), len(REL_THRESHOLDS))
     counts, cast_counted = np.zeros(size), False
     merged_whole = torch.empty(entry.shape, dtype=torch.float32) if keep else None
-    generators = [merge.generator(recipe.seed, module.name, index) for index in range(len(module.deltas))]
+    generators = [methods.generator(recipe.seed, module.name, index) for index in range(len(module.deltas))]
     for start, base, values in _blocks(module, spans, with_base=True, kept=cuts.kept):
         stacked = np.stack(values)
         merged, total = np.empty((2, stacked.shape[1]), np.float32)
@@ -99,7 +99,7 @@ def _settings(recipe: Recipe, cuts: Cuts) -> tuple:
     trimming = np.array([(method == "magnitude" and density < 1) or method == "breadcrumbs"
                          for method, density in chosen])
     kinds = {"ties": kernels.TIES, "sum": kernels.SUM, "mean": kernels.MEAN}
-    consensus = kinds[merge.METHODS[recipe.method][1]]
+    consensus = kinds[methods.METHODS[recipe.method][1]]
     # numpy compares float32 entries with a Python float cut as float32 (NEP 50): so do the kernels
     rel_cuts = np.array([[rel * peak for rel in REL_THRESHOLDS] for peak in cuts.peaks], np.float32)
     return (dropping, trimming, np.array(cuts.trims, np.float32), np.array(cuts.uppers, np.float32),

@@ -9,9 +9,9 @@ from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
-from paft_core import deltas, merging
-from paft_core.checkpoint import Reader
 from paft_core.errors import DataError
+from paft_core.merging import deltas, merge
+from paft_core.merging.checkpoint import Reader
 from tests import tiny
 
 LM_HEAD_COPY = "base_model.model.lm_head.base_layer.weight"
@@ -72,8 +72,8 @@ def test_task_arithmetic_of_two_adapters_is_peft_merge_and_unload_of_both(archit
     base = tiny.build_architecture(tmp_path / "base", architecture, **config)
     adapters = [tiny.make_any_adapter(base, tmp_path / label, seed, **lora)
                 for seed, (label, lora) in enumerate((("sft", first), ("preference", second)), 1)]
-    merge = {"method": "task_arithmetic", "deltas": [str(path) for path in adapters], "lora_rank": 8}
-    out = merging.run(tiny.spec(base, merge=merge), tmp_path / "merge")
+    recipe = {"method": "task_arithmetic", "deltas": [str(path) for path in adapters], "lora_rank": 8}
+    out = merge.run(tiny.spec(base, merge=recipe), tmp_path / "merge")
     merged = AutoModelForCausalLM.from_pretrained(out / "model").eval()
     assert_same_model(merged, peft_merged(base, adapters), atol=1e-6)
     # two rank-4 deltas sum to rank ≤ 8: the exported LoRA, loaded by peft, rebuilds the merge
