@@ -7,7 +7,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 
-from paft_core import files  # noqa: E402
+from paft_core import comparison, files  # noqa: E402
+from paft_core.evaluation import paired  # noqa: E402
 from paft_core.presets import METHODS  # noqa: E402
 from paft_core.sweep import REFERENCE  # noqa: E402
 from paft_core.sweep_config import PROBES, SweepSpec  # noqa: E402
@@ -24,7 +25,8 @@ def write(out: Path, sweep: SweepSpec, results: list[dict], chosen: list[str], p
     out.mkdir(parents=True, exist_ok=True)
     rows = [_row(sweep, result, chosen, picked) for result in results]
     plot = _plot(sweep, results, chosen, picked, baseline, out / "front.png")
-    kept = [{key: result.get(key) for key in ("name", "merge", "values", "errors", "merge_folder")}
+    kept = [{key: result.get(key) for key in ("name", "merge", "values", "errors", "merge_folder",
+                                              "eval_folders")}
             for result in results]
     files.write_json_atomic(out / "sweep.json", {"objectives": sweep.objectives, "front": chosen,
                                                  "picked": picked, "candidates": kept, "baseline": baseline})
@@ -36,6 +38,10 @@ def write(out: Path, sweep: SweepSpec, results: list[dict], chosen: list[str], p
     if baseline:
         shown = ", ".join(f"{name} {value:.1f}" for name, value in baseline["values"].items())
         lines += [f"Sequential SFT → preference baseline: {shown}.", ""]
+    versus = _versus(results, picked, baseline)
+    if versus:
+        lines += ["Paired per item on the probes (same items, same order):", "",
+                  *[f"- {line}" for line in versus], ""]
     if plot:
         lines += [f"![front]({plot.name})", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -44,8 +50,30 @@ def write(out: Path, sweep: SweepSpec, results: list[dict], chosen: list[str], p
     (out / "sweep.md").write_text(markdown)
     best = next(row for row in rows if row["candidate"] == picked)
     console = (f"paft: sweep of {len(results)} recipes, {len(chosen)} on the front ({', '.join(chosen)}); "
-               f"picked {picked}: " + ", ".join(f"{name} {best[name]}" for name in sweep.objectives))
+               f"picked {picked}: " + ", ".join(f"{name} {best[name]}" for name in sweep.objectives)
+               + "".join(f"\npaft: {line}" for line in versus))
     return {"markdown": markdown, "console": console}
+
+
+def _versus(results: list[dict], picked: str, baseline: dict | None) -> list[str]:
+    """The pick against the spec's own recipe and the sequential baseline, paired per probe item."""
+    folders = {result["name"]: result.get("eval_folders") or {} for result in results}
+    others = {REFERENCE: folders.get(REFERENCE, {}), "sequential": (baseline or {}).get("eval_folders") or {}}
+    lines = []
+    for other, theirs in others.items():
+        label = next((label for label in folders[picked] if label in theirs and _probes(label)), None)
+        if other == picked or label is None:
+            continue
+        found = paired.suite_differences(comparison.suite_of(label), Path(theirs[label]),
+                                         Path(folders[picked][label]))
+        lines += [comparison.versus_sentence(f"{picked}_vs_{other}", name, difference)
+                  for name, difference in found.items() if name != "average"]
+    return lines
+
+
+def _probes(label: str) -> bool:
+    """Whether an evaluation label is the PAFT demo probes'."""
+    return label.split("-")[0] == "paft_probes"
 
 
 def _row(sweep: SweepSpec, result: dict, chosen: list[str], picked: str) -> dict:

@@ -42,8 +42,9 @@ def _merge_and_score(spec: PipelineRun, candidate: sweep.Candidate, folder: str,
                               Path(folder) / "candidates" / candidate.name / "spec.yaml"))
     env = {PARENT_ENV: run_id, VARIANT_ENV: candidate.name}
     merged = run_paft(["merge", config], env)["folder"]
-    metrics = run_paft(["eval", config, "--model", f"{merged}/model"], env)["metrics"]
-    return {"values": sweep.objectives(spec.sweep, metrics), "metrics": metrics, "merge_folder": merged}
+    found = run_paft(["eval", config, "--model", f"{merged}/model"], env)
+    return {"values": sweep.objectives(spec.sweep, found["metrics"]), "metrics": found["metrics"],
+            "merge_folder": merged, "eval_folders": found.get("folders", {})}
 
 
 @task(name="score-baseline")
@@ -53,8 +54,9 @@ def score_baseline(spec: PipelineRun, config: str, merge_folder: str, folder: st
     scored = sweep.scored(load_config(config))
     path = str(write_config(scored, Path(folder) / "sequential" / "sweep-eval.yaml"))
     env = {PARENT_ENV: parent_run_id, VARIANT_ENV: "sequential"}
-    metrics = run_paft(["eval", path, "--model", f"{merge_folder}/model"], env)["metrics"]
-    return {"values": sweep.objectives(spec.sweep, metrics),
+    found = run_paft(["eval", path, "--model", f"{merge_folder}/model"], env)
+    metrics = found["metrics"]
+    return {"values": sweep.objectives(spec.sweep, metrics), "eval_folders": found.get("folders", {}),
             "errors": sweep.objectives(spec.sweep, metrics, "_stderr")}
 
 

@@ -40,6 +40,8 @@ def test_a_sweep_scores_candidates_keeps_the_front_registers_the_pick_and_reuses
     assert written["picked"] == sweep.pick(points, written["front"], None)
     assert written["baseline"]["values"].keys() == {"sft_skill", "preference_skill"}  # sequential, marked
     assert {"sweep.md", "front.png"} <= {path.name for path in (folder / "sweep").iterdir()}
+    text = (folder / "sweep" / "sweep.md").read_text()  # the pick against the baseline, item by item
+    assert f"- {written['picked']} " in text and " sequential on sft_skill" in text and "paired SE" in text
     assert {item.path for item in client.list_artifacts(parent.info.run_id, "sweep")} >= {
         "sweep/sweep.md", "sweep/front.png"}
     for row in written["candidates"]:  # merged models off the front are gone, their scores kept
