@@ -1,8 +1,8 @@
 """Merge-recipe search: train (or reuse) both branches, score candidate merges on the two skills, keep the
 Pareto front, pick one recipe, evaluate it on the full suite, register and gate it like any PAFT model.
 
-Candidates come from Optuna in batches of `sweep.workers`, each merged and scored as its own Prefect task
-(and MLflow child run); the spec's own recipe is scored beside them and the sequential baseline marked.
+Candidates come from Optuna, `sweep.workers` of them in flight, each merged and scored as its own Prefect
+task (and MLflow child run); the spec's own recipe is scored beside them and the sequential baseline marked.
 """
 
 import time
@@ -46,6 +46,7 @@ def sweep_flow(spec: PipelineRun) -> dict:
     except BaseException as error:
         end_after(error, spec, parent)
         raise
+    summary |= {"sweep/candidates": float(len(results)), "sweep/front": float(len(chosen))}
     close_pipeline_run(spec, parent, "FINISHED", summary)
     return {**summary, "console": shown["console"], "folder": shown["folder"]}
 

@@ -79,5 +79,7 @@ def report(spec: PipelineRun, parent_run_id: str, folder: str, results: list[dic
     out = Path(folder) / "sweep"
     made = sweep_report.write(out, spec.sweep, results, chosen, picked, baseline)
     tracking.log_run_folder(spec.tracking, parent_run_id, out, "sweep")
+    tracking.set_run_tags(spec.tracking, parent_run_id, {"paft.sweep.picked": picked,
+                                                         "paft.sweep.front": ", ".join(chosen)})
     create_markdown_artifact(made["markdown"], key="paft-sweep", description="PAFT merge-recipe sweep")
     return {"folder": str(out), "markdown": made["markdown"], "console": made["console"]}

@@ -54,6 +54,9 @@ def test_a_sweep_scores_candidates_keeps_the_front_registers_the_pick_and_reuses
     assert written["picked"] in summary["console"]
     parent = client.get_run(parent.info.run_id)  # the pick scored on the full suite: the twins too
     assert any(key.startswith("eval/open_llm_v1") for key in parent.data.metrics)
+    assert parent.data.tags["paft.sweep.picked"] == written["picked"]
+    assert (parent.data.metrics["sweep/candidates"], parent.data.metrics["sweep/front"]) == (
+        4, len(written["front"]))
 
     sweep_flow(spec)  # the same space again: every candidate from the cache, no merge
     second = pipeline_runs(client)[-1]
