@@ -30,7 +30,7 @@ def score_candidate(spec: PipelineRun, candidate: sweep.Candidate, folder: str, 
     except BaseException:
         tracking.close_pipeline_run(spec.tracking, run_id, "FAILED", {})
         raise
-    metrics = {f"{OBJECTIVE_PREFIX}{name}": value for name, value in found["values"].items()}
+    metrics = {f"{OBJECTIVE_PREFIX}{name}": round(value, 4) for name, value in found["values"].items()}
     tracking.close_pipeline_run(spec.tracking, run_id, "FINISHED", metrics)
     errors = sweep.objectives(spec.sweep, found["metrics"], "_stderr")
     return {**found, "errors": errors, "name": candidate.name, "merge": candidate.merge, "run_id": run_id}

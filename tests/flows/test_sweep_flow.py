@@ -12,6 +12,16 @@ EVAL = FAST_EVAL | {"suites": ["paft_probes", "open_llm_v1"], "probe_limit": 2,
 SWEEP = {"candidates": 3, "workers": 2, "seed": 1, "methods": ["ties", "breadcrumbs_ties", "task_arithmetic"]}
 
 
+def prefect_artifact(key: str) -> str:
+    """The latest Prefect artifact under `key`, as the UI's Artifacts page shows it."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as prefect:
+        found = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    return found[-1].data if found else ""
+
+
 def candidate_runs(client, parent):
     query = f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`paft.stage` = 'candidate'"
     found = client.search_runs([parent.info.experiment_id], query)
@@ -42,6 +52,7 @@ def test_a_sweep_scores_candidates_keeps_the_front_registers_the_pick_and_reuses
     assert {"sweep.md", "front.png"} <= {path.name for path in (folder / "sweep").iterdir()}
     text = (folder / "sweep" / "sweep.md").read_text()  # the pick against the baseline, item by item
     assert f"- {written['picked']} " in text and " sequential on sft_skill" in text and "paired SE" in text
+    assert "Pareto front" in prefect_artifact("paft-sweep")
     assert {item.path for item in client.list_artifacts(parent.info.run_id, "sweep")} >= {
         "sweep/sweep.md", "sweep/front.png"}
     for row in written["candidates"]:  # merged models off the front are gone, their scores kept
