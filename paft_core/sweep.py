@@ -179,15 +179,13 @@ def _delta_identity(spec: PipelineRun, name: str) -> str:
     return models.fingerprint(folder) + (files.sha256(config) if config.is_file() else "")
 
 
-def cached(spec: PipelineRun, candidate: Candidate) -> dict | None:
-    """A candidate's earlier result ({values, metrics, merge_folder}), or None."""
-    path = cache_file(spec, candidate)
+def cached(path: Path) -> dict | None:
+    """A candidate's earlier result ({values, metrics, merge_folder, eval_folders}) at its cache file."""
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def remember(spec: PipelineRun, candidate: Candidate, result: dict) -> None:
-    """Keep a candidate's result for later sweeps."""
-    path = cache_file(spec, candidate)
+def remember(path: Path, result: dict) -> None:
+    """Keep a candidate's result at its cache file for later sweeps."""
     path.parent.mkdir(parents=True, exist_ok=True)
     files.write_json_atomic(path, result)
 

@@ -61,7 +61,8 @@ def _versus(results: list[dict], picked: str, baseline: dict | None) -> list[str
     others = {REFERENCE: folders.get(REFERENCE, {}), "sequential": (baseline or {}).get("eval_folders") or {}}
     lines = []
     for other, theirs in others.items():
-        label = next((label for label in folders[picked] if label in theirs and _probes(label)), None)
+        shared = [label for label in folders[picked] if label in theirs]
+        label = next((label for label in shared if comparison.suite_of(label).project), None)
         if other == picked or label is None:
             continue
         found = paired.suite_differences(comparison.suite_of(label), Path(theirs[label]),
@@ -69,11 +70,6 @@ def _versus(results: list[dict], picked: str, baseline: dict | None) -> list[str
         lines += [comparison.versus_sentence(f"{picked}_vs_{other}", name, difference)
                   for name, difference in found.items() if name != "average"]
     return lines
-
-
-def _probes(label: str) -> bool:
-    """Whether an evaluation label is the PAFT demo probes'."""
-    return label.split("-")[0] == "paft_probes"
 
 
 def _row(sweep: SweepSpec, result: dict, chosen: list[str], picked: str) -> dict:

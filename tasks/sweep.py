@@ -18,7 +18,8 @@ OBJECTIVE_PREFIX = "sweep/"  # every candidate run's objective metrics: one key 
 def score_candidate(spec: PipelineRun, candidate: sweep.Candidate, folder: str, parent_run_id: str) -> dict:
     """Merge one recipe and score it on the objectives (or reuse an earlier sweep's result): its MLflow run
     is a child of the sweep's, holding the recipe as params and the objectives as metrics."""
-    found = sweep.cached(spec, candidate)
+    kept = sweep.cache_file(spec, candidate)
+    found = sweep.cached(kept)
     run_id = tracking.open_pipeline_run(
         spec.tracking, f"candidate {candidate.name}", {"merge": candidate.merge},
         {"paft.stage": "candidate", "paft.variant": candidate.name,
@@ -26,7 +27,7 @@ def score_candidate(spec: PipelineRun, candidate: sweep.Candidate, folder: str, 
     try:
         if found is None:
             found = _merge_and_score(spec, candidate, folder, run_id)
-            sweep.remember(spec, candidate, found)
+            sweep.remember(kept, found)
     except BaseException:
         tracking.close_pipeline_run(spec.tracking, run_id, "FAILED", {})
         raise

@@ -169,13 +169,13 @@ def _cuts(module: Module, recipe: Recipe, spans: list[tuple[int, int]]) -> Cuts:
         if kept is not None:
             kept.append(values)
     wanted = {}  # (delta, which) → k: the trim's, the report's top-k and breadcrumbs' upper cut
-    outliers = recipe.outliers or (0.0,) * count
     for index, (method, density) in enumerate(zip(recipe.sparsifiers, recipe.densities, strict=True)):
         wanted[index, 0] = int(density * numel) if method == "magnitude" and density < 1 else 0
         wanted[index, 1] = int(report.TOPK * numel)
         wanted[index, 2] = 0
         if method == "breadcrumbs":
-            wanted[index, 2], wanted[index, 0] = sparsify.band_ranks(numel, density, outliers[index])
+            ranks = sparsify.band_ranks(numel, density, recipe.outliers[index])
+            wanted[index, 2], wanted[index, 0] = ranks
     found = _thresholds(module, spans, highs, wanted, kept)
     return Cuts(peaks, highs, *([found[index, which] for index in range(count)] for which in (0, 2, 1)), kept)
 

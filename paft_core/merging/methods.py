@@ -30,7 +30,7 @@ class Recipe:
     scale: float
     majority_sign: str
     seed: int
-    outliers: tuple[float, ...] = ()  # Breadcrumbs' dropped top fraction, per delta
+    outliers: tuple[float, ...]  # Breadcrumbs' dropped top fraction, per delta
     lines: tuple[float, float] | None = None  # LiNeS' (α, β): λ·(α + β·depth) per tensor
 
     @classmethod
@@ -81,10 +81,9 @@ def combine(recipe: Recipe, module: str, deltas: list[torch.Tensor],
     """Merged delta for one module, and for each input the mask of entries that reached the result."""
     magnitudes = magnitudes or [None] * len(deltas)
     recipe = recipe.at(module, layers)
-    outliers = recipe.outliers or (0.0,) * len(deltas)
     trimmed = [sparsify.apply(delta, method, density, generator(recipe.seed, module, index), mags, out)
                for index, (delta, method, density, mags, out)
-               in enumerate(zip(deltas, recipe.sparsifiers, recipe.densities, magnitudes, outliers,
+               in enumerate(zip(deltas, recipe.sparsifiers, recipe.densities, magnitudes, recipe.outliers,
                                 strict=True))]
     merged, kept = consensus(recipe, np.stack([sparsify.flat(delta) for delta in trimmed]))
     shape = deltas[0].shape
