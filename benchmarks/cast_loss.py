@@ -55,7 +55,7 @@ def merge(base: Path, deltas: list[Path], dtype: str, out: Path) -> dict:
     config = out.parent / f"{out.name}.yaml"
     config.write_text(yaml.safe_dump(spec))
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "paft_core.cli", "merge", str(config), "--out", str(out)]
+    command = [sys.executable, "-m", "paft", "merge", str(config), "--out", str(out)]
     subprocess.run(command, check=True)
     overall = json.loads((out / "report.json").read_text())["overall"]
     return {key: value for key, value in overall.items() if "cast" in key}

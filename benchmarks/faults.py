@@ -24,7 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from paft_core import paths, servers
+from paft_core import paths
+from paft_core.ops import servers
 from tests import tiny
 
 ROOT = paths.PROJECT_ROOT / ".bench" / "faults"
@@ -72,7 +73,7 @@ class Case:
         for name in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI"):
             env.pop(name, None)
         with self.log.open("a") as out:
-            return subprocess.Popen([sys.executable, "-m", "paft_core.cli", "run", "spec.yaml"],
+            return subprocess.Popen([sys.executable, "-m", "paft", "run", "spec.yaml"],
                                     cwd=self.folder, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True,
                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -132,6 +133,10 @@ def _wait_for(run: subprocess.Popen, when: str, home: Path, who: str) -> int:
     raise TimeoutError(when)
 
 
+STAGE_MODULES = {"train sft": "paft_core.training.sft", "train preference": "paft_core.training.preference",
+                 "merge": "paft_core.merging", "eval": "paft_core.evaluation.runner"}
+
+
 def _stage_pid(parent: int, stage: str) -> int | None:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -139,7 +144,7 @@ def _stage_pid(parent: int, stage: str) -> int | None:
             line = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if int(fields[1]) == parent and f"paft_core.cli {stage} " in line:
+        if int(fields[1]) == parent and f"-m {STAGE_MODULES[stage]} " in line:
             return int(stat.parent.name)
     return None
 
@@ -164,7 +169,7 @@ def concurrent_submissions(spec) -> str:
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     env.pop("PREFECT_API_URL", None)
     with (folder / "serve.log").open("w") as out:
-        serve = subprocess.Popen([sys.executable, "-m", "paft_core.cli", "serve", "--port", str(port)],
+        serve = subprocess.Popen([sys.executable, "-m", "paft", "serve", "--port", str(port)],
                                  cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
                                  start_new_session=True)
     api = f"http://127.0.0.1:{port}/api"

@@ -38,7 +38,7 @@ FAST_EVAL = {"source": "offline", "profile": "quick", "limit": 1, "max_gen_toks"
 
 def paft(*arguments: str, env: dict[str, str]) -> subprocess.Popen:
     """Start one `paft` command from the project root."""
-    return subprocess.Popen([sys.executable, "-m", "paft_core.cli", *arguments], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "paft", *arguments], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

@@ -4,7 +4,7 @@ Usage (from the repo root; files go under .bench/, which git ignores; delete the
 
     .venv/bin/python benchmarks/merge_scale.py prepare 1.7b .bench/merge-1.7b
     .venv/bin/python benchmarks/merge_scale.py floor .bench/merge-1.7b/base .bench/merge-1.7b/floor-out
-    .venv/bin/python -m paft_core.cli merge .bench/merge-1.7b/merge.yaml --out .bench/merge-1.7b/out
+    .venv/bin/python -m paft merge .bench/merge-1.7b/merge.yaml --out .bench/merge-1.7b/out
 
 `prepare` writes a bf16 base (random weights, one layer at a time, 5 GB shards: never two copies in memory),
 two rank-16 adapters on every linear layer with B ≠ 0 as after training, and a TIES spec at density 0.5.

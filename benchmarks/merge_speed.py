@@ -80,7 +80,7 @@ def _measure(subject: str, scratch: Path, repeat: int) -> dict[str, float]:
     out = scratch / f"{subject}-{repeat}"
     command = [sys.executable, __file__, "--child", subject, str(scratch), str(out)]
     if subject == "paft":  # the command itself, as a user runs it
-        command = [sys.executable, "-m", "paft_core.cli", "merge", str(scratch / "merge.yaml"), "--out",
+        command = [sys.executable, "-m", "paft", "merge", str(scratch / "merge.yaml"), "--out",
                    str(out)]
     elif (scratch / "base").is_dir():  # a synthetic checkpoint: read and write its shards
         script = str(ROOT / "benchmarks" / "merge_scale.py")

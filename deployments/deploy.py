@@ -5,9 +5,10 @@ Docker/Kubernetes pools: deployments/*-job-template.json, then `paft deploy --po
 
 from typing import Any, NamedTuple
 
-from paft_core import paths, servers
+from paft_core import paths
 from paft_core.config import load_config
 from paft_core.errors import ConfigError, ServerError
+from paft_core.ops import servers
 
 PIPELINE = "flows/paft.py:paft_flow"
 SWEEP = "flows/sweep.py:sweep_flow"  # merge-recipe search over the cached branches

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deployments.deploy import DEPLOYMENTS, Deployment, checked, flow_of
-from paft_core import servers
+from paft_core.ops import servers
 
 
 def serve(host: str, port: int, rows: dict[str, Deployment] = DEPLOYMENTS) -> None:

@@ -7,13 +7,14 @@ deployment; the stage folders must then live on storage both machines see (PAFT_
 from prefect import flow
 
 from paft_core.config import PipelineRun
+from paft_core.results import StageResult
 from paft_core.stage import Branch
 from tasks.stages import BranchRun, prepare, run_folder, train_branch
 
 
 @flow(name="paft-branch")
-def branch_flow(spec: BranchRun, branch: Branch, parent_run_id: str = "") -> str:
-    """Check the spec, resolve the base model, train one branch; return its stage folder."""
+def branch_flow(spec: BranchRun, branch: Branch, parent_run_id: str = "") -> StageResult:
+    """Check the spec, resolve the base model, train one branch; return its stage result."""
     whole = PipelineRun.model_validate(spec.model_dump(by_alias=True))  # the rest at defaults: unread
-    config = prepare(whole, run_folder(), evaluates=False)
-    return train_branch(config, branch, parent_run_id)
+    spec_file = prepare(whole, run_folder(), evaluates=False)
+    return train_branch(spec_file, branch, parent_run_id)

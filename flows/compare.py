@@ -12,40 +12,43 @@ from paft_core import variants
 from paft_core.config import PipelineRun
 from tasks.approval import approved
 from tasks.compare import evaluate_variant, report, sequential_spec, write_spec
+from tasks.parent_run import close_parent_run, end_after, open_parent_run
+from tasks.registry import promote
 from tasks.stages import merge_deltas, prepare, run_folder, train_branch
-from tasks.tracking import close_pipeline_run, end_after, open_pipeline_run, promote
 
 
 @flow(name="paft-compare", task_runner=ThreadPoolTaskRunner(max_workers=16))
 def compare_flow(spec: PipelineRun) -> dict:
     """Train the branches once, merge and score every variant as soon as its inputs exist, report."""
-    parent = open_pipeline_run(spec)
+    parent = open_parent_run(spec)
     try:
         folder = run_folder()
         prepare(spec, folder)
-        configs = {name: write_spec(variant, folder, name) for name, variant in variants.specs(spec).items()}
+        made = variants.specs(spec)
+        spec_files = {name: write_spec(variant, folder, name) for name, variant in made.items()}
         # One SFT lane beside preference: plain SFT first, as the sequential baseline waits on it.
         plain = variants.PLAIN_SFT
         trained = {}
-        if plain in configs:
-            trained[plain] = train_branch.submit(configs[plain], "sft", parent, plain)
+        if plain in spec_files:
+            trained[plain] = train_branch.submit(spec_files[plain], "sft", parent, plain)
         first = list(trained.values())
-        trained["preference"] = train_branch.submit(configs["paft"], "preference", parent, "paft")
-        trained["sft"] = train_branch.submit(configs["paft"], "sft", parent, "paft", wait_for=first)
-        merged = {name: merge_deltas.submit(configs[name], parent, name, wait_for=[trained[b] for b in needs])
-                  for name, needs in variants.needs(spec).items() if name in configs}
+        trained["preference"] = train_branch.submit(spec_files["paft"], "preference", parent, "paft")
+        trained["sft"] = train_branch.submit(spec_files["paft"], "sft", parent, "paft", wait_for=first)
+        merged = {name: merge_deltas.submit(spec_files[name], parent, name,
+                                            wait_for=[trained[b] for b in needs])
+                  for name, needs in variants.needs(spec).items() if name in spec_files}
         if "sequential" in variants.names(spec):  # preference trained on the SFT-only model
-            configs["sequential"] = sequential_spec.submit(spec, merged["sft-only"], folder)
-            trained["sequential"] = train_branch.submit(configs["sequential"], "preference", parent,
+            spec_files["sequential"] = sequential_spec.submit(spec, merged["sft-only"], folder)
+            trained["sequential"] = train_branch.submit(spec_files["sequential"], "preference", parent,
                                                         "sequential")
-            merged["sequential"] = merge_deltas.submit(configs["sequential"], parent, "sequential",
+            merged["sequential"] = merge_deltas.submit(spec_files["sequential"], parent, "sequential",
                                                        wait_for=[trained["sequential"]])
-        scores = {name: evaluate_variant.submit(configs[name], name, merged.get(name), parent)
+        scores = {name: evaluate_variant.submit(spec_files[name], name, merged.get(name), parent)
                   for name in variants.names(spec)}
         decision = approved(spec, promote(spec, merged["paft"], scores["paft"]), parent)
         summary = report(spec, parent, folder, scores, merged, trained, decision)
     except BaseException as error:
         end_after(error, spec, parent)
         raise
-    close_pipeline_run(spec, parent, "FINISHED", summary["metrics"])
+    close_parent_run(spec, parent, "FINISHED", summary["metrics"])
     return summary

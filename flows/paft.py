@@ -12,15 +12,9 @@ from flows.compare import compare_flow
 from paft_core.config import PipelineRun
 from paft_core.stage import BRANCHES
 from tasks.approval import approved
-from tasks.stages import (
-    evaluate_model,
-    merge_deltas,
-    prepare,
-    run_folder,
-    train_branch,
-    train_remote,
-)
-from tasks.tracking import close_pipeline_run, end_after, open_pipeline_run, promote, summarize
+from tasks.parent_run import close_parent_run, end_after, open_parent_run
+from tasks.registry import promote, summarize
+from tasks.stages import evaluate_model, merge_deltas, prepare, run_folder, train_branch, train_remote
 
 
 @flow(name="paft")
@@ -29,20 +23,20 @@ def paft_flow(spec: PipelineRun) -> dict:
     with `comparison.enabled`, the comparison flow instead (as a subflow): PAFT and the paper's baselines."""
     if spec.comparison.enabled:  # the form's comparison section, honoured wherever the run starts
         return compare_flow(spec)
-    parent = open_pipeline_run(spec)
+    parent = open_parent_run(spec)
     try:
-        config = prepare(spec, run_folder())
+        spec_file = prepare(spec, run_folder())
         train = train_remote if spec.orchestration.branch_deployment else train_branch
-        branches = [train.submit(config, branch, parent) for branch in BRANCHES]
+        branches = [train.submit(spec_file, branch, parent) for branch in BRANCHES]
         wait(branches)  # both branches end before a failure is raised: a finished one is kept
         [branch.result() for branch in branches]  # raises the first branch failure
-        merging = merge_deltas.submit(config, parent, wait_for=branches)  # wait_for: the graph's edges
+        merging = merge_deltas.submit(spec_file, parent, wait_for=branches)  # wait_for: the graph's edges
         merged = merging.result()
-        scores = evaluate_model(config, f"{merged}/model", parent, wait_for=[merging])
-        decision = approved(spec, promote(spec, merged, scores), parent)  # `champion`: the gate, or a person
-        summary = summarize(spec, parent, merged, scores, decision["version"])
+        evaluated = evaluate_model(spec_file, f"{merged.folder}/model", parent, wait_for=[merging])
+        decision = approved(spec, promote(spec, merged, evaluated), parent)  # `champion`: gate, or a person
+        summary = summarize(spec, parent, merged, evaluated, decision.version)
     except BaseException as error:
         end_after(error, spec, parent)
         raise
-    close_pipeline_run(spec, parent, "FINISHED", summary)
+    close_parent_run(spec, parent, "FINISHED", summary)
     return summary

@@ -17,21 +17,22 @@ from paft_core.config import PipelineRun, write_config
 from paft_core.stage import BRANCHES
 from tasks.approval import approved
 from tasks.compare import sequential_spec, write_spec
+from tasks.parent_run import close_parent_run, end_after, open_parent_run
 from tasks.process import StageFailed
+from tasks.registry import promote, summarize
 from tasks.stages import evaluate_model, merge_deltas, prepare, run_folder, train_branch
 from tasks.sweep import drop_merges, report, score_baseline, score_candidate
-from tasks.tracking import close_pipeline_run, end_after, open_pipeline_run, promote, summarize
 
 
 @flow(name="paft-sweep", task_runner=ThreadPoolTaskRunner(max_workers=16))
 def sweep_flow(spec: PipelineRun) -> dict:
     """Search merge recipes over the trained branches; register the picked one through the promotion gate."""
     sweep.check(spec)
-    parent = open_pipeline_run(spec)
+    parent = open_parent_run(spec)
     try:
         folder = run_folder()
-        config = prepare(spec, folder)
-        branches = [train_branch.submit(config, branch, parent) for branch in BRANCHES]
+        spec_file = prepare(spec, folder)
+        branches = [train_branch.submit(spec_file, branch, parent) for branch in BRANCHES]
         wait(branches)
         [branch.result() for branch in branches]  # raises the first branch failure
         baseline = sequential_baseline(spec, folder, parent) if spec.sweep.baselines else None
@@ -47,7 +48,7 @@ def sweep_flow(spec: PipelineRun) -> dict:
         end_after(error, spec, parent)
         raise
     summary |= {"sweep/candidates": float(len(results)), "sweep/front": float(len(chosen))}
-    close_pipeline_run(spec, parent, "FINISHED", summary)
+    close_parent_run(spec, parent, "FINISHED", summary)
     return {**summary, "console": shown["console"], "folder": shown["folder"]}
 
 
@@ -96,22 +97,22 @@ def sequential_baseline(spec: PipelineRun, folder: str, parent: str):
     wanted = spec.model_copy(update={"comparison": spec.comparison.model_copy(
         update={"enabled": True, "baselines": ["sequential"]})})
     made = variants.specs(wanted)
-    configs = {name: write_spec(variant, folder, name) for name, variant in made.items() if name != "paft"}
+    spec_files = {name: write_spec(variant, folder, name) for name, variant in made.items() if name != "paft"}
     plain = variants.PLAIN_SFT
-    trained = [train_branch.submit(configs[plain], "sft", parent, plain)] if plain in configs else []
-    sft_only = merge_deltas.submit(configs["sft-only"], parent, "sft-only", wait_for=trained)
-    config = sequential_spec.submit(spec, sft_only, folder)
-    done = train_branch.submit(config, "preference", parent, "sequential")
-    merged = merge_deltas.submit(config, parent, "sequential", wait_for=[done])
-    return score_baseline.submit(spec, config, merged, folder, parent)
+    trained = [train_branch.submit(spec_files[plain], "sft", parent, plain)] if plain in spec_files else []
+    sft_only = merge_deltas.submit(spec_files["sft-only"], parent, "sft-only", wait_for=trained)
+    spec_file = sequential_spec.submit(spec, sft_only, folder)
+    done = train_branch.submit(spec_file, "preference", parent, "sequential")
+    merged = merge_deltas.submit(spec_file, parent, "sequential", wait_for=[done])
+    return score_baseline.submit(spec, spec_file, merged, folder, parent)
 
 
 def register_pick(spec: PipelineRun, picked: sweep.Candidate, folder: str, parent: str) -> dict:
     """The picked recipe merged (again, if its folder was dropped), evaluated on the full suite, registered
     and gated as any PAFT model."""
     chosen = spec.model_copy(update={"merge": sweep.candidate_spec(spec, picked).merge})
-    config = str(write_config(chosen, f"{folder}/picked/spec.yaml"))
-    merged = merge_deltas(config, parent, f"picked-{picked.name}")
-    scores = evaluate_model(config, f"{merged}/model", parent)
-    decision = approved(chosen, promote(chosen, merged, scores), parent)
-    return summarize(chosen, parent, merged, scores, decision["version"])
+    spec_file = str(write_config(chosen, f"{folder}/picked/spec.yaml"))
+    merged = merge_deltas(spec_file, parent, f"picked-{picked.name}")
+    evaluated = evaluate_model(spec_file, f"{merged.folder}/model", parent)
+    decision = approved(chosen, promote(chosen, merged, evaluated), parent)
+    return summarize(chosen, parent, merged, evaluated, decision.version)

@@ -9,7 +9,6 @@ per-item outputs the tax falls back to an upper bound on its standard error.
 """
 
 import base64
-import json
 import math
 import re
 import shutil
@@ -19,6 +18,8 @@ from pathlib import Path
 from paft_core import comparison_plots, stage
 from paft_core.evaluation import paired, suites
 from paft_core.evaluation.paired import Difference
+from paft_core.promotion import Promotion
+from paft_core.results import StageResult
 
 SPARSITY_KEY = "density_rel0.01"  # share of a delta's entries above 1 % of its tensor's largest magnitude
 TAX = ("sequential", "paft")  # the alignment tax: PAFT minus sequential SFT → preference
@@ -40,37 +41,24 @@ def suite_of(label: str) -> suites.Suite:
     return suites.SUITES[label.split("-")[0]]
 
 
-def labels(metrics: dict[str, float]) -> list[str]:
-    """The evaluation labels in `eval/<label>/...` metrics: the probes first, then the leaderboards."""
-    found = sorted({key.split("/")[1] for key in metrics if key.startswith("eval/")})
-    return sorted(found, key=lambda label: not suite_of(label).project)
-
-
-def scores(metrics: dict[str, float], label: str | None = None) -> tuple[str, dict[str, float]]:
-    """(label, {benchmark: score}) from one model's metrics; by default a leaderboard's (the gate's)."""
-    label = label or sorted(labels(metrics), key=lambda found: suite_of(found).project)[0]
-    values = {key.split("/", 2)[2]: value for key, value in metrics.items()
-              if key.startswith(f"eval/{label}/") and not key.endswith("_stderr")}
-    return label, values
-
-
 def sparsity(merge_folder: str | None) -> dict[str, float]:
     """{'sft': s, 'preference': s} for the deltas a merge read, s = 1 - density at 1 % of the max."""
     if not merge_folder:
         return {}
-    done = json.loads((Path(merge_folder) / stage.DONE).read_text())
-    return {key.split("/")[0]: 1.0 - value for key, value in done.items()
-            if key.endswith(f"/{SPARSITY_KEY}") and key.split("/")[0] in ("sft", "preference")}
+    done = stage.recorded(Path(merge_folder))
+    return {branch: 1.0 - done[f"{branch}/{SPARSITY_KEY}"] for branch in stage.BRANCHES
+            if f"{branch}/{SPARSITY_KEY}" in done}
 
 
-def table(results: dict[str, dict[str, float]], merges: dict[str, str | None],
+def table(results: dict[str, StageResult], merges: dict[str, str | None],
           label: str | None = None) -> tuple[str, list[dict]]:
     """Rows of variant, each benchmark, average, SFT and preference delta sparsity; and the suite label."""
     rows = []
-    for variant, metrics in results.items():
-        label, values = scores(metrics, label)
+    for variant, result in results.items():
+        found = result.suite(label)
+        label, values = found.label, found.scores
         spent = sparsity(merges.get(variant))
-        stderr = metrics.get(f"eval/{label}/average_stderr")
+        stderr = found.stderrs.get("average")
         order = [b.name for b in suite_of(label).benchmarks if b.name in values]  # the suite's order
         rows.append({"variant": variant, **{name: values[name] for name in order},
                      "average": values["average"], "average_stderr": stderr,
@@ -153,16 +141,16 @@ def _cell(value) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-def write(folder: Path, results: dict[str, dict[str, float]], merges: dict[str, str | None],
-          branches: dict[str, str], decision: dict, sft_used: dict[str, str] | None = None,
-          evals: dict[str, dict[str, str]] | None = None) -> dict:
+def write(folder: Path, results: dict[str, StageResult], merges: dict[str, str | None],
+          branches: dict[str, str], decision: Promotion, sft_used: dict[str, str] | None = None) -> dict:
     """Write report.md and the plots into `folder`; return the summary (tables, tax, paired, metrics).
 
-    `evals`: variant → evaluation label → its eval stage folder, whose per-item outputs pair the scores.
+    The eval stage folders the results name hold the per-item outputs that pair the scores.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    found = labels(next(iter(results.values())))  # every variant is scored under the same labels
-    sections = [_section(label, results, merges, evals or {}) for label in found]
+    found = next(iter(results.values())).labels()  # every variant is scored under the same labels
+    evals = {name: {one.label: one.folder for one in result.suites} for name, result in results.items()}
+    sections = [_section(label, results, merges, evals) for label in found]
     plots = [comparison_plots.scores(sections, folder / "scores.png"),
              comparison_plots.alignment_tax(results, sections, folder / "alignment_tax.png"),
              comparison_plots.curves(branches, folder / "training_curves.png")]
@@ -229,8 +217,8 @@ def _heading(section: dict) -> list[str]:
     return [f"## {section['title']} (`{section['label']}`)", "", *notes]
 
 
-def _markdown(sections: list[dict], decision: dict, plots: list[Path], sft_used: dict[str, str]) -> str:
-    moved = "`champion` moved to" if decision.get("promote") else "`champion` kept; candidate"
+def _markdown(sections: list[dict], decision: Promotion, plots: list[Path], sft_used: dict[str, str]) -> str:
+    moved = "`champion` moved to" if decision.promote else "`champion` kept; candidate"
     lines = ["# PAFT comparison", ""]
     for section in sections:
         lines += _heading(section) + [render(section["rows"]), ""]
@@ -244,7 +232,7 @@ def _markdown(sections: list[dict], decision: dict, plots: list[Path], sft_used:
     if sft_used:
         lines += ["SFT delta in each variant:", ""] + [f"- `{n}`: {used}" for n, used in sft_used.items()]
         lines += [""]
-    lines += [f"Promotion: {moved} version {decision.get('version')}: {decision.get('reason')}", "",
+    lines += [f"Promotion: {moved} version {decision.version}: {decision.reason}", "",
               "## Plots", ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
@@ -257,7 +245,7 @@ def _paired_table(found: dict[str, dict[str, Difference]]) -> str:
     return render(rows)
 
 
-def _console(sections: list[dict], decision: dict) -> str:
+def _console(sections: list[dict], decision: Promotion) -> str:
     lines = []
     for section in sections:
         lines += [f"{section['title']} ({section['label']}):", render(section["rows"])]
@@ -265,4 +253,4 @@ def _console(sections: list[dict], decision: dict) -> str:
         lines += [said for pair, found in section["sentences"].items() if probes or pair == TAX_PAIR
                   for said in found]
         lines += [section["tax_sentence"], ""]
-    return "\n".join(lines + [f"Promotion of version {decision['version']}: {decision['reason']}"])
+    return "\n".join(lines + [f"Promotion of version {decision.version}: {decision.reason}"])

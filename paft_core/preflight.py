@@ -5,9 +5,11 @@ from), and renders conversational rows with the tokenizer's chat template. A spl
 empty, or conversations without a template, are refused here in one line; rows cut are said.
 """
 
+import argparse
 import functools
 from pathlib import Path
 
+from paft_core import command
 from paft_core.config import PipelineRun
 from paft_core.data import LoadedData
 from paft_core.errors import DataError
@@ -64,3 +66,36 @@ def _prompt_tokens(prompts: list, tokenizer) -> list[int]:
     else:
         ids = tokenizer(prompts)["input_ids"]
     return [len(row) for row in ids]
+
+
+ABOUT = "check a spec, its datasets and its base model (resolved, converted once) without training"
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """The check stage's command line."""
+    command.spec_argument(parser)
+    parser.add_argument("--without-eval", action="store_true",
+                        help="skip the evaluation's checks (a branch trained on its own)")
+
+
+def main(args: argparse.Namespace) -> None:
+    """Check the spec, both branches' data against the base's tokenizer, and (unless told not) the
+    evaluation's sources; resolve the base model on the way."""
+    from paft_core import data, models
+    from paft_core.config import load_config
+    from paft_core.evaluation import runner
+
+    spec = load_config(args.config)
+    loaded = {kind: data.load(getattr(spec, kind).data, kind) for kind in ("sft", "preference")}
+    if not args.without_eval:
+        runner.check_sources(spec.evaluation)  # hub datasets reachable, before any training
+    base = models.resolve(spec.model)
+    print(f"paft: base model {base.source} in {base.path} (sha256 {base.fingerprint[:12]})")
+    for kind, found in loaded.items():
+        fits(found, kind, base.path, spec)
+        print(f"paft: {kind} data {found.origin}: {len(found.dataset)} rows, ok")
+    print(f"paft: {args.config} is valid")
+
+
+if __name__ == "__main__":
+    command.stage_main("paft_core.preflight", ABOUT, arguments, main)

@@ -7,6 +7,8 @@ limit): an offline quick score of 10 items says nothing against a hub score of t
 import json
 from dataclasses import dataclass
 
+from pydantic import BaseModel, ConfigDict
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -14,24 +16,51 @@ class Decision:
     reason: str
 
 
+SCORE_TAG = "paft.score."  # one registry tag per benchmark: paft.score.<benchmark> = its score
+LABEL_TAG = "paft.scores_label"  # the evaluation label those scores were made under
+LEGACY_TAG = "paft.scores"  # versions registered before: label and scores as one JSON tag (still read)
+
+
 @dataclass(frozen=True)
 class Scores:
     """One model's scores (0-100 per benchmark, with `average`) and the evaluation label they carry."""
 
-    label: str | None  # None: a registry tag written before scores carried their label
+    label: str | None  # None: a registry version tagged before scores carried their label
     values: dict[str, float]
 
-    def tag(self) -> str:
-        """The registry tag `paft.scores`: label and scores as JSON."""
-        return json.dumps({"label": self.label, "scores": self.values})
+    def tags(self) -> dict[str, str]:
+        """The registry version's tags: one per benchmark score, and the label."""
+        return {LABEL_TAG: self.label or "", **{f"{SCORE_TAG}{name}": repr(float(value))
+                                                 for name, value in self.values.items()}}
 
     @classmethod
-    def from_tag(cls, text: str | None) -> "Scores":
-        """Read a `paft.scores` tag; a missing tag, or one of bare scores, has no label."""
-        found = json.loads(text) if text else {}
+    def from_tags(cls, tags: dict[str, str]) -> "Scores":
+        """Read a registry version's score tags (older versions: the JSON tag `paft.scores`)."""
+        values = {key.removeprefix(SCORE_TAG): float(value) for key, value in tags.items()
+                  if key.startswith(SCORE_TAG)}
+        if not values and tags.get(LEGACY_TAG):
+            return cls._legacy(tags[LEGACY_TAG])
+        return cls(tags.get(LABEL_TAG) or None, values)
+
+    @classmethod
+    def _legacy(cls, text: str) -> "Scores":
+        """Versions registered before scores were tags carry them as one JSON tag, with or without label."""
+        found = json.loads(text)
         if isinstance(found.get("scores"), dict):
             return cls(found.get("label"), found["scores"])
         return cls(None, found)
+
+
+class Promotion(BaseModel):
+    """The registry step's outcome, handed from the gate to the approval and the summary."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)  # MLflow gives versions as numbers or strings
+
+    version: str  # the registered model version
+    promote: bool  # `champion` moved (or, with approval, may move) to it
+    reason: str
+    label: str | None  # the evaluation label its scores carry
+    champion_before: str | None = None  # the version `champion` pointed at before
 
 
 def decide(candidate: Scores, champion: Scores | None, max_drop: float) -> Decision:

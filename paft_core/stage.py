@@ -131,3 +131,9 @@ def finish(out: Path, result: dict) -> None:
     write_json_atomic(out / DONE, result)
     release(out)
 
+
+
+def recorded(out: Path) -> dict:
+    """What a complete stage folder recorded when it finished (its MLflow run id, ...); {} if unfinished."""
+    done = out / DONE
+    return json.loads(done.read_text()) if done.is_file() else {}

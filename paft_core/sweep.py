@@ -15,8 +15,8 @@ from pathlib import Path
 from paft_core import files, models, paths, stage
 from paft_core.config import PipelineRun
 from paft_core.errors import ConfigError
-from paft_core.evaluation import suites
 from paft_core.presets import METHODS
+from paft_core.results import StageResult
 from paft_core.sweep_config import PROBES, SweepSpec
 
 REFERENCE = "paft"  # the spec's own merge recipe, scored beside the search's candidates
@@ -143,21 +143,17 @@ def scored(spec: PipelineRun, merge: dict | None = None) -> PipelineRun:
     return PipelineRun.model_validate({**raw, "merge": merge or raw["merge"], "evaluation": evaluation})
 
 
-def objectives(sweep: SweepSpec, metrics: dict[str, float], suffix: str = "") -> dict[str, float]:
-    """The objective values (0-100) from a candidate's eval/* metrics; suffix `_stderr`: their standard
-    errors (absent where lm-eval gave none)."""
+def objectives(sweep: SweepSpec, evaluated: StageResult, errors: bool = False) -> dict[str, float]:
+    """The objective values (0-100) from a candidate's evaluation; `errors`: their standard errors (absent
+    where lm-eval gave none). A probe objective is its benchmark; `suite_average` a leaderboard's average."""
     found = {}
-    for key, value in metrics.items():
-        parts = key.split("/")
-        if len(parts) != 3 or parts[0] != "eval" or not parts[2].endswith(suffix):
-            continue
-        name = parts[2].removesuffix(suffix) if suffix else parts[2]
-        project = suites.SUITES[parts[1].split("-")[0]].project
-        if project and name in sweep.objectives:
-            found[name] = value
-        elif not project and name == "average" and "suite_average" in sweep.objectives:
-            found["suite_average"] = value
-    return {name: found[name] for name in sweep.objectives if name in found or not suffix}
+    for suite in evaluated.suites:
+        values = suite.stderrs if errors else suite.scores
+        if suite.project:
+            found |= {name: value for name, value in values.items() if name in sweep.objectives}
+        elif "average" in values and "suite_average" in sweep.objectives:
+            found["suite_average"] = values["average"]
+    return {name: found[name] for name in sweep.objectives if name in found or not errors}
 
 
 def cache_file(spec: PipelineRun, candidate: Candidate) -> Path:
@@ -180,8 +176,10 @@ def _delta_identity(spec: PipelineRun, name: str) -> str:
 
 
 def cached(path: Path) -> dict | None:
-    """A candidate's earlier result ({values, metrics, merge_folder, eval_folders}) at its cache file."""
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A candidate's earlier result ({values, errors, merge_folder, eval_folders}) at its cache file; None
+    when there is none (or one kept in an older layout: it is scored again)."""
+    found = json.loads(path.read_text()) if path.is_file() else {}
+    return found if "errors" in found else None
 
 
 def remember(path: Path, result: dict) -> None:

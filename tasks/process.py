@@ -1,6 +1,6 @@
-"""Run one `paft` stage in a fresh process: its lines go to the Prefect log, its progress to an artifact."""
+"""Run one stage in a fresh process: its lines go to the Prefect log, its progress to an artifact, its typed
+result back to the task."""
 
-import json
 import logging
 import os
 import re
@@ -14,9 +14,11 @@ from pathlib import Path
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from paft_core import paths, servers
+from paft_core import paths
 from paft_core.errors import PaftError
 from paft_core.evaluation.harness import ALONE_THREADS_ENV
+from paft_core.ops import servers
+from paft_core.results import RESULT_ENV, StageResult
 
 ERROR = "paft: error: "
 STEP = re.compile(r"(\d+)/(\d+) \[")  # tqdm's "12/40 [00:31<01:10, ...]"
@@ -46,29 +48,27 @@ class StageFailed(PaftError):
     """A stage process exited non-zero; the message carries its own last error lines."""
 
 
-def run_paft(arguments: list[str], env: dict[str, str] | None = None) -> dict:
-    """Run `paft <arguments>`; return the JSON result it leaves in PAFT_RESULT_FILE."""
+def run_stage(name: str, module: str, arguments: list[str], env: dict[str, str] | None = None) -> StageResult:
+    """Run the stage `python -m <module> <arguments>` as its own process; return the result it hands over."""
     logger = get_run_logger()
     with tempfile.TemporaryDirectory() as scratch:
         result = Path(scratch) / "result.json"
         # The flow's working folder and PAFT home, wherever the flow was started: the stages share its state.
-        environment = {**os.environ, "PAFT_HOME": str(paths.home()), **(env or {}),
-                       "PAFT_RESULT_FILE": str(result)}
-        command = [sys.executable, "-m", "paft_core.cli", *arguments]
+        environment = {**os.environ, "PAFT_HOME": str(paths.home()), **(env or {}), RESULT_ENV: str(result)}
+        command = [sys.executable, "-m", module, *arguments]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    env=environment, preexec_fn=servers.die_with_parent)
         LIVE.add(process)
         tail: deque[str] = deque(maxlen=20)
         try:
-            _follow(process, arguments[0], tail, logger)
+            _follow(process, name, tail, logger)
         finally:
             if process.poll() is None:  # the task was cancelled or crashed: take the stage down with it
                 process.terminate()
             LIVE.discard(process)
         if process.wait():
-            raise StageFailed(f"paft {' '.join(arguments[:2])} failed (exit {process.returncode}): "
-                              + _reason(tail))
-        return json.loads(result.read_text()) if result.is_file() else {}
+            raise StageFailed(f"paft {name} failed (exit {process.returncode}): " + _reason(tail))
+        return StageResult.read(result) if result.is_file() else StageResult(stage=name)
 
 
 def _follow(process: subprocess.Popen, stage: str, tail: deque, logger) -> None:

@@ -1,4 +1,5 @@
-"""Prefect tasks that each run one PAFT stage as its own `paft` process and return a small value."""
+"""Prefect tasks that each run one PAFT stage as its own process (`python -m <stage module> SPEC_FILE`) and
+return the stage's typed result."""
 
 import os
 from pathlib import Path
@@ -9,8 +10,10 @@ from pydantic import create_model
 
 from paft_core import paths, stage
 from paft_core.config import PipelineRun, Spec, load_config, write_config
-from paft_core.tracking import PARENT_ENV, VARIANT_ENV
-from tasks.process import StageFailed, cores_if_alone, run_paft
+from paft_core.ops.tracking import PARENT_ENV, VARIANT_ENV
+from paft_core.results import StageResult
+from paft_core.stage import Branch
+from tasks.process import StageFailed, cores_if_alone, run_stage
 
 # What a branch reads of a pipeline spec: the `paft-branch` deployment's form shows these sections only.
 BranchRun = create_model("BranchRun", __base__=Spec, __doc__="The sections of a PAFT spec a branch reads.",
@@ -26,39 +29,39 @@ def run_folder() -> str:
 @task(name="prepare")
 def prepare(spec: PipelineRun, folder: str, evaluates: bool = True) -> str:
     """Write the spec where the stage processes read it; check it all (its evaluation too, when the flow
-    evaluates) and resolve its base model."""
-    config = write_config(spec, Path(folder) / "spec.yaml")
-    run_paft(["validate", str(config), *([] if evaluates else ["--without-eval"])])
-    run_paft(["model", str(config)])
-    return str(config)
+    evaluates) and resolve its base model; return the spec file."""
+    spec_file = str(write_config(spec, Path(folder) / "spec.yaml"))
+    run_stage("validate", "paft_core.preflight", [spec_file, *([] if evaluates else ["--without-eval"])])
+    return spec_file
 
 
 @task(name="train", task_run_name="train-{branch}")
-def train_branch(config: str, branch: str, parent_run_id: str, variant: str = "") -> str:
-    """Train one branch (resuming or reusing its stage folder); return the folder."""
+def train_branch(spec_file: str, branch: Branch, parent_run_id: str, variant: str = "") -> StageResult:
+    """Train one branch (resuming or reusing its stage folder)."""
     env = {PARENT_ENV: parent_run_id, **branch_devices(branch), **named(variant)}
-    return run_paft(["train", branch, config], env)["folder"]
+    return run_stage(f"train {branch}", f"paft_core.training.{branch}", [spec_file], env)
 
 
 @task(name="train-elsewhere", task_run_name="train-{branch}-remote")
-def train_remote(config: str, branch: str, parent_run_id: str) -> str:
-    """Train one branch through its own deployment (another machine); return its stage folder."""
+def train_remote(spec_file: str, branch: Branch, parent_run_id: str) -> StageResult:
+    """Train one branch through its own deployment (another machine)."""
     from prefect.deployments import run_deployment
 
-    spec = load_config(config)
+    spec = load_config(spec_file)
     sections = spec.model_dump(mode="json", by_alias=True, include=set(BranchRun.model_fields))
     parameters = {"spec": sections, "branch": branch, "parent_run_id": parent_run_id}
     run = run_deployment(spec.orchestration.branch_deployment, parameters=parameters, as_subflow=True)
     if not run.state or not run.state.is_completed():
         raise StageFailed(f"branch {branch} on {spec.orchestration.branch_deployment} ended "
                           f"{run.state.name if run.state else 'without a state'}; see its flow run {run.id}")
-    return str(stage.default_folder(branch, stage.branch_reads(spec, branch)))
+    folder = stage.default_folder(branch, stage.branch_reads(spec, branch))  # on the shared PAFT_HOME
+    return StageResult(stage=branch, folder=str(folder), run_id=stage.recorded(folder).get("run_id"))
 
 
 @task(name="merge")
-def merge_deltas(config: str, parent_run_id: str, variant: str = "") -> str:
-    """Merge the branches' deltas into the base; return the merge stage folder."""
-    return run_paft(["merge", config], {PARENT_ENV: parent_run_id, **named(variant)})["folder"]
+def merge_deltas(spec_file: str, parent_run_id: str, variant: str = "") -> StageResult:
+    """Merge the branches' deltas into the base (the spec's `merge:` recipe)."""
+    return run_stage("merge", "paft_core.merging", [spec_file], {PARENT_ENV: parent_run_id, **named(variant)})
 
 
 def named(variant: str) -> dict[str, str]:
@@ -67,10 +70,11 @@ def named(variant: str) -> dict[str, str]:
 
 
 @task(name="evaluate")
-def evaluate_model(config: str, model: str | None, parent_run_id: str) -> dict[str, float]:
-    """Score a model folder (None: the spec's base model) on the spec's suites; return its eval/* metrics."""
+def evaluate_model(spec_file: str, model: str | None, parent_run_id: str) -> StageResult:
+    """Score a model folder (None: the spec's base model) on the spec's suites."""
     chosen = ["--model", model] if model else []
-    return run_paft(["eval", config, *chosen], {PARENT_ENV: parent_run_id, **cores_if_alone()})["metrics"]
+    env = {PARENT_ENV: parent_run_id, **cores_if_alone()}
+    return run_stage("eval", "paft_core.evaluation.runner", [spec_file, *chosen], env)
 
 
 def branch_devices(branch: str) -> dict[str, str]:

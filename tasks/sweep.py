@@ -6,10 +6,12 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from paft_core import stage, sweep, sweep_report, tracking
+from paft_core import stage, sweep, sweep_report
 from paft_core.config import PipelineRun, load_config, write_config
-from paft_core.tracking import PARENT_ENV, VARIANT_ENV
-from tasks.process import run_paft
+from paft_core.ops import tracking
+from paft_core.ops.tracking import PARENT_ENV, VARIANT_ENV
+from paft_core.results import StageResult
+from tasks.process import run_stage
 
 OBJECTIVE_PREFIX = "sweep/"  # every candidate run's objective metrics: one key per objective across runs
 
@@ -33,32 +35,39 @@ def score_candidate(spec: PipelineRun, candidate: sweep.Candidate, folder: str, 
         raise
     metrics = {f"{OBJECTIVE_PREFIX}{name}": round(value, 4) for name, value in found["values"].items()}
     tracking.close_pipeline_run(spec.tracking, run_id, "FINISHED", metrics)
-    errors = sweep.objectives(spec.sweep, found["metrics"], "_stderr")
-    return {**found, "errors": errors, "name": candidate.name, "merge": candidate.merge, "run_id": run_id}
+    return {**found, "name": candidate.name, "merge": candidate.merge, "run_id": run_id}
 
 
 def _merge_and_score(spec: PipelineRun, candidate: sweep.Candidate, folder: str, run_id: str) -> dict:
-    """Run `paft merge` and `paft eval` for one candidate under its MLflow run."""
-    config = str(write_config(sweep.candidate_spec(spec, candidate),
-                              Path(folder) / "candidates" / candidate.name / "spec.yaml"))
+    """Run the merge and evaluation stages for one candidate under its MLflow run."""
+    spec_file = str(write_config(sweep.candidate_spec(spec, candidate),
+                                 Path(folder) / "candidates" / candidate.name / "spec.yaml"))
     env = {PARENT_ENV: run_id, VARIANT_ENV: candidate.name}
-    merged = run_paft(["merge", config], env)["folder"]
-    found = run_paft(["eval", config, "--model", f"{merged}/model"], env)
-    return {"values": sweep.objectives(spec.sweep, found["metrics"]), "metrics": found["metrics"],
-            "merge_folder": merged, "eval_folders": found.get("folders", {})}
+    merged = run_stage("merge", "paft_core.merging", [spec_file], env)
+    return _scored(spec, _evaluate(spec_file, merged, env)) | {"merge_folder": merged.folder}
+
+
+def _evaluate(spec_file: str, merged: StageResult, env: dict[str, str]) -> StageResult:
+    """Score a merged model with the evaluation stage."""
+    model = ["--model", f"{merged.folder}/model"]
+    return run_stage("eval", "paft_core.evaluation.runner", [spec_file, *model], env)
+
+
+def _scored(spec: PipelineRun, evaluated: StageResult) -> dict:
+    """A scored recipe: its objective values, their standard errors, and its eval folders by label."""
+    return {"values": sweep.objectives(spec.sweep, evaluated),
+            "errors": sweep.objectives(spec.sweep, evaluated, errors=True),
+            "eval_folders": {suite.label: suite.folder for suite in evaluated.suites}}
 
 
 @task(name="score-baseline")
-def score_baseline(spec: PipelineRun, config: str, merge_folder: str, folder: str,
+def score_baseline(spec: PipelineRun, spec_file: str, merged: StageResult, folder: str,
                    parent_run_id: str) -> dict:
     """The sequential baseline's objective values, scored as the candidates are (same suites and items)."""
-    scored = sweep.scored(load_config(config))
+    scored = sweep.scored(load_config(spec_file))
     path = str(write_config(scored, Path(folder) / "sequential" / "sweep-eval.yaml"))
     env = {PARENT_ENV: parent_run_id, VARIANT_ENV: "sequential"}
-    found = run_paft(["eval", path, "--model", f"{merge_folder}/model"], env)
-    metrics = found["metrics"]
-    return {"values": sweep.objectives(spec.sweep, metrics), "eval_folders": found.get("folders", {}),
-            "errors": sweep.objectives(spec.sweep, metrics, "_stderr")}
+    return _scored(spec, _evaluate(path, merged, env))
 
 
 @task(name="drop-merges")

@@ -16,7 +16,7 @@ from tests import tiny
 
 def paft(*args, home):
     env = {**os.environ, "PAFT_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "paft_core.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "paft", *args], capture_output=True, text=True,
                           env=env, cwd=paths.PROJECT_ROOT, timeout=600)
 
 
@@ -59,7 +59,7 @@ def test_validate_accepts_the_demo_config(tmp_path):
 
 
 def test_paft_run_names_a_configured_server_that_does_not_answer(tiny_base, tmp_path, monkeypatch):
-    from paft_core import servers
+    from paft_core.ops import servers
 
     config = write_spec(tmp_path, tiny.spec(tiny_base))
     nobody = f"http://127.0.0.1:{servers.free_port()}"
@@ -77,7 +77,7 @@ def test_paft_run_names_a_configured_server_that_does_not_answer(tiny_base, tmp_
 @pytest.mark.parametrize("command", [["train", "sft"], ["train", "preference"], ["merge"], ["eval"]])
 def test_every_stage_names_a_tracking_server_that_does_not_answer_before_any_work(tiny_base, tmp_path,
                                                                                 monkeypatch, command):
-    from paft_core import servers
+    from paft_core.ops import servers
 
     config = write_spec(tmp_path, tiny.spec(tiny_base))
     nobody = f"http://127.0.0.1:{servers.free_port()}"
@@ -115,7 +115,7 @@ def test_a_stopped_training_is_one_line_and_its_run_is_killed_not_finished(tiny_
     home, log = tmp_path / "home", tmp_path / "stderr.txt"
     with log.open("w") as errors:  # a file, not a pipe: an undrained pipe would block the child's writes
         process = subprocess.Popen(  # SIGINT restored: a background shell hands the child SIGINT ignored
-            [sys.executable, "-m", "paft_core.cli", "train", "sft", write_spec(tmp_path, spec)],
+            [sys.executable, "-m", "paft", "train", "sft", write_spec(tmp_path, spec)],
             stdout=subprocess.DEVNULL, stderr=errors, env=_own_store(home),
             cwd=paths.PROJECT_ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 300
@@ -139,7 +139,7 @@ def test_two_trainings_of_one_stage_folder_never_write_it_at_once(tiny_base, tmp
     """The second process waits for the first, then reuses its adapter instead of training it again."""
     spec = tiny.spec(tiny_base, sft__train__max_steps=60)  # long enough for the second to arrive mid-way
     config, out, home = write_spec(tmp_path, spec), tmp_path / "sft", tmp_path / "home"
-    command = [sys.executable, "-m", "paft_core.cli", "train", "sft", config, "--out", str(out)]
+    command = [sys.executable, "-m", "paft", "train", "sft", config, "--out", str(out)]
     logs = [tmp_path / f"out-{index}.txt" for index in range(2)]
     with logs[0].open("w") as first, logs[1].open("w") as second:  # files: a pipe could fill and block
         processes = [subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_own_store(home),

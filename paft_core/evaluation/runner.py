@@ -10,6 +10,7 @@ The label (harness.label: suite, source, profile, subset, limit) names every key
 different settings never share one.
 """
 
+import argparse
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -18,11 +19,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from paft_core import paths, stage, tracking
-from paft_core.config import EvalSpec, PipelineRun
+from paft_core import command, paths, stage
+from paft_core.config import EvalSpec, PipelineRun, load_config
 from paft_core.errors import ConfigError
 from paft_core.evaluation import harness, hub, leaderboard, offline, suites
 from paft_core.evaluation.target import Target
+from paft_core.ops import tracking
+from paft_core.results import StageResult, SuiteScores
 
 # Set by the comparison flow: its evaluations are leaves and training its critical path, so they yield.
 NICE_ENV = "PAFT_EVAL_NICE"
@@ -75,14 +78,9 @@ def check_sources(spec: EvalSpec) -> None:
         hub.check(wanted)
 
 
-def folders(spec: EvalSpec, target: Target, out: Path | None = None) -> dict[str, str]:
-    """Label → the stage folder holding `target`'s scores and per-item outputs under that label."""
-    return {p.label: str(p.folder) for p in plan(spec, target, out)}
-
-
 def evaluate(spec: PipelineRun, target: Target, out: Path | None = None,
-             parent_run_id: str | None = None) -> dict[str, float]:
-    """Score `target` on the spec's suites (cached), log one MLflow run; return its eval/* metrics."""
+             parent_run_id: str | None = None) -> StageResult:
+    """Score `target` on the spec's suites (cached), log one MLflow run; return the scores per label."""
     ev = spec.evaluation
     plans = plan(ev, target, out)
     harness.check_backend(ev, target)
@@ -99,16 +97,19 @@ def evaluate(spec: PipelineRun, target: Target, out: Path | None = None,
             "paft.data_source": ev.source, **cache}
     params = {"evaluation": ev.model_dump(), "eval": {"model_fingerprint": target.fingerprint,
                                                       "lm_eval_version": version("lm_eval")}}
-    metrics, rows = {}, []
+    rows = []
     with tracking.stage_run(spec.tracking, f"eval:{target.label}", params, tags, parent_run_id) as run_id:
+        scored = []
         for p in plans:
             if states[p.label] != "complete":
                 _run(p, target, ev, run_id)
             found, table = _record(p, cached=states[p.label] == "complete")
-            metrics, rows = metrics | found, rows + table
-        tracking.log_metrics(metrics)
+            scored, rows = scored + [found], rows + table
+        reused = all(state == "complete" for state in states.values())
+        result = StageResult(stage="eval", run_id=run_id, reused=reused, suites=scored)
+        tracking.log_metrics(result.metrics())
         tracking.log_table(rows, "eval/scores.json")
-    return metrics
+    return result
 
 
 def _run(p: Plan, target: Target, ev: EvalSpec, run_id: str) -> None:
@@ -124,8 +125,8 @@ def _run(p: Plan, target: Target, ev: EvalSpec, run_id: str) -> None:
                             "scores": {name: asdict(score) for name, score in scores.items()}})
 
 
-def _record(p: Plan, cached: bool) -> tuple[dict[str, float], list[dict]]:
-    """Log one suite's params and artifacts; return its metrics and table rows."""
+def _record(p: Plan, cached: bool) -> tuple[SuiteScores, list[dict]]:
+    """Log one suite's params and artifacts; return its scores and table rows."""
     done = json.loads((p.folder / stage.DONE).read_text())
     results = json.loads((p.folder / "lm_eval" / "results.json").read_text())
     shots = {b.name: results["n-shot"][b.tasks[0]] for b in p.suite.benchmarks}
@@ -139,17 +140,59 @@ def _record(p: Plan, cached: bool) -> tuple[dict[str, float], list[dict]]:
         tracking.log_file(p.folder / "lm_eval" / "results.json", f"lm_eval/{p.label}")
     else:
         tracking.log_folder(p.folder / "lm_eval", f"lm_eval/{p.label}")
-    return _metrics(p.label, done["scores"]), [
+    return _scores(p, done["scores"]), [
         {"suite": p.label, "data_source": p.how.source, "profile": p.how.profile, "benchmark": name,
          "score": score["value"], "stderr": score["stderr"], "shots": shots.get(name)}
         for name, score in done["scores"].items()]
 
 
-def _metrics(label: str, scores: dict[str, dict]) -> dict[str, float]:
-    """eval/<suite label>/<benchmark> and its _stderr (where there is one), average included."""
-    metrics = {}
-    for name, score in scores.items():
-        metrics[f"eval/{label}/{name}"] = score["value"]
-        if score["stderr"] is not None:
-            metrics[f"eval/{label}/{name}_stderr"] = score["stderr"]
-    return metrics
+def _scores(p: Plan, scores: dict[str, dict]) -> SuiteScores:
+    """One label's scores from its stage folder's record, with the standard errors lm-eval gave."""
+    return SuiteScores(label=p.label, folder=str(p.folder),
+                       scores={name: score["value"] for name, score in scores.items()},
+                       stderrs={name: score["stderr"] for name, score in scores.items()
+                                if score["stderr"] is not None})
+
+
+ABOUT = "score a model on the Open LLM Leaderboard suites (lm-eval)"
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """The evaluation stage's command line: the spec, the model, and overrides of its `evaluation` block."""
+    command.spec_argument(parser, "pipeline spec (YAML); its `evaluation` block")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", type=Path, help="a model folder, e.g. a merged model (default: the base)")
+    which.add_argument("--adapter", type=Path, help="a PEFT adapter folder, scored on the spec's base")
+    parser.add_argument("--suite", dest="suites", action="append",
+                        help="open_llm_v1, open_llm_v2 or paft_probes (the PAFT demo probes)")
+    parser.add_argument("--benchmarks", help="comma-separated subset, e.g. arc,gsm8k")
+    parser.add_argument("--source", help="hub (real datasets) or offline (project-made twins, so labelled)")
+    parser.add_argument("--quick", action="store_const", const="quick", dest="profile",
+                        help="the quick profile: a CPU demo (≤1 shot, 20 items), labelled quick")
+    parser.add_argument("--limit", type=int, help="first N items of each leaderboard benchmark task")
+    parser.add_argument("--probe-limit", type=int, help="first N items of each PAFT demo probe")
+    parser.add_argument("--out", type=Path, help="output folder, one sub-folder per suite "
+                        "(default: .paft/stages/eval-<suite>-<hash>)")
+
+
+def main(args: argparse.Namespace) -> StageResult:
+    """Score the chosen model (`evaluate`) and print its scores."""
+    from paft_core.evaluation import target
+
+    benchmarks = args.benchmarks.split(",") if args.benchmarks else None
+    spec = with_overrides(load_config(args.config), suites=args.suites, benchmarks=benchmarks,
+                          source=args.source, profile=args.profile, limit=args.limit,
+                          probe_limit=args.probe_limit)
+    command.check_tracking(spec)
+    if args.adapter:
+        model = target.adapter(args.adapter, spec.model)
+    else:
+        model = target.folder(args.model, spec.model) if args.model else target.base(spec.model)
+    result = evaluate(spec, model, args.out)
+    for key, value in result.metrics().items():
+        print(f"paft: {key} = {value:.2f}")
+    return result
+
+
+if __name__ == "__main__":
+    command.stage_main("paft_core.evaluation.runner", ABOUT, arguments, main)

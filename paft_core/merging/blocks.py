@@ -18,10 +18,10 @@ from itertools import combinations
 import numpy as np
 import torch
 
+from paft_core.density import REL_THRESHOLDS
 from paft_core.errors import DataError
 from paft_core.merging import checkpoint, deltas, kernels, methods, report, sparsify
 from paft_core.merging.methods import Recipe
-from paft_core.sparsity import REL_THRESHOLDS
 
 BLOCK = 1 << 20  # entries per block (4 MiB of float32): its temporaries stay in the heap and in cache
 LOW_BITS = 1 << 16
@@ -242,7 +242,7 @@ def _spans(entry: checkpoint.Entry, block: int) -> list[tuple[int, int]]:
 
 def _columns(entry: checkpoint.Entry) -> int:
     """Entries per row."""
-    return entry.nbytes // checkpoint.DTYPES[entry.dtype].itemsize // max(1, entry.rows)
+    return entry.nbytes // checkpoint.SAFETENSORS_DTYPES[entry.dtype].itemsize // max(1, entry.rows)
 
 
 def _as_float(bits: int) -> float:

@@ -21,11 +21,12 @@ from paft_core.errors import DataError
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
-DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-          "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64, "BOOL": torch.bool,
-          "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
-CODES = {dtype: code for code, dtype in DTYPES.items()}
+SAFETENSORS_DTYPES = {  # a safetensors header's dtype code → the torch dtype it stores
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64, "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+CODES = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
 CHUNK = 1 << 30  # bytes per read or write call: some systems refuse larger ones
 HEADER_LIMIT = 100 << 20  # safetensors caps its JSON header at 100 MB; a larger length is a damaged file
 
@@ -42,7 +43,7 @@ class Entry:
     @property
     def nbytes(self) -> int:
         """Size of the tensor's data in bytes."""
-        return DTYPES[self.dtype].itemsize * _numel(self.shape)
+        return SAFETENSORS_DTYPES[self.dtype].itemsize * _numel(self.shape)
 
     @property
     def rows(self) -> int:
@@ -66,7 +67,7 @@ class Reader:
         entry = self.entries[name]
         start, stop = rows or (0, entry.rows)
         tensor = torch.empty((stop - start, *entry.shape[1:]) if rows else entry.shape,
-                             dtype=DTYPES[entry.dtype])
+                             dtype=SAFETENSORS_DTYPES[entry.dtype])
         buffer = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
         offset = entry.start + start * _row_bytes(entry)
         descriptor = os.open(entry.file, os.O_RDONLY)
@@ -199,9 +200,9 @@ def _header(file: Path) -> dict[str, Entry]:
     data = 8 + length
     entries = {}
     for name, meta in header.items():
-        if meta["dtype"] not in DTYPES:
+        if meta["dtype"] not in SAFETENSORS_DTYPES:
             raise DataError(f"{file}: tensor {name} has dtype {meta['dtype']}; "
-                            f"readable dtypes: {', '.join(DTYPES)}")
+                            f"readable dtypes: {', '.join(SAFETENSORS_DTYPES)}")
         begin, end = meta["data_offsets"]
         entries[name] = Entry(file, meta["dtype"], tuple(meta["shape"]), data + begin)
         if end - begin != entries[name].nbytes:

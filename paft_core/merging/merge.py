@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from paft_core import files, models, stage, tracking_process
+from paft_core import files, models, stage
 from paft_core.config import PipelineRun
 from paft_core.errors import DataError, OutputError
 from paft_core.merging import blocks, checkpoint, deltas, methods, plots
@@ -31,6 +31,7 @@ from paft_core.merging.card import write_card
 from paft_core.merging.lora_export import Exporter
 from paft_core.merging.methods import Recipe
 from paft_core.merging.report import Collector
+from paft_core.ops import tracking_helper
 
 FLOATING = ("F64", "F32", "F16", "BF16")  # what merge.dtype casts; FP8 and integer tensors keep their bytes
 OUTPUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -41,16 +42,16 @@ SKIPPED = {"model.safetensors.index.json", "pytorch_model.bin.index.json", "READ
            models.FINGERPRINT_FILE}
 
 
-def run(spec: PipelineRun, out: Path | None = None, helper: tracking_process.Helper | None = None) -> Path:
+def run(spec: PipelineRun, out: Path | None = None, helper: tracking_helper.Helper | None = None) -> Path:
     """Merge the spec's deltas into its base model; return the stage folder (reused when complete).
 
     The MLflow run is kept by `helper`: the caller's, started earlier still, or one started and stopped here.
     """
-    with nullcontext(helper) if helper else tracking_process.Helper() as helper:
+    with nullcontext(helper) if helper else tracking_helper.Helper() as helper:
         return _run(spec, out, helper)
 
 
-def _run(spec: PipelineRun, out: Path | None, helper: tracking_process.Helper) -> Path:
+def _run(spec: PipelineRun, out: Path | None, helper: tracking_helper.Helper) -> Path:
     base = models.resolve(spec.model)
     _require_safetensors(base.path)
     reader = checkpoint.Reader(base.path)
@@ -131,7 +132,7 @@ def _write_weights(folder: Path, reader: checkpoint.Reader, layout: dict[str, ch
     writer = checkpoint.Writer(folder, layout)
 
     def work(name: str) -> tuple | None:
-        dtype = checkpoint.DTYPES[layout[name].dtype]
+        dtype = checkpoint.SAFETENSORS_DTYPES[layout[name].dtype]
         if not any(name in changed for changed in changes):
             if layout[name] is reader.entries[name]:
                 writer.copy(name, reader.entries[name])  # byte for byte, never loaded
@@ -267,7 +268,7 @@ def _layout(reader: checkpoint.Reader, dtype: str) -> dict[str, checkpoint.Entry
 
 def _dtype_names(layout: dict[str, checkpoint.Entry], names: Iterable[str]) -> str:
     """The floating dtypes the named tensors are written in, for people: e.g. "bfloat16, float32"."""
-    found = {str(checkpoint.DTYPES[layout[name].dtype]).removeprefix("torch.") for name in names
+    found = {str(checkpoint.SAFETENSORS_DTYPES[layout[name].dtype]).removeprefix("torch.") for name in names
              if layout[name].dtype in FLOATING}
     return ", ".join(sorted(found))
 

@@ -8,8 +8,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from paft_core.density import REL_THRESHOLDS  # noqa: E402
 from paft_core.merging.report import layer_grid  # noqa: E402
-from paft_core.sparsity import REL_THRESHOLDS  # noqa: E402
 
 
 def write_all(report: dict, folder: Path) -> list[Path]:

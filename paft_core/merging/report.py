@@ -31,8 +31,8 @@ from itertools import combinations
 import numpy as np
 import torch
 
+from paft_core.density import REL_THRESHOLDS
 from paft_core.merging.sparsify import Magnitudes, flat
-from paft_core.sparsity import REL_THRESHOLDS
 
 TOPK = 0.1
 EXPONENTS = 256  # float32 exponents: the magnitude histogram has one bin per power of two

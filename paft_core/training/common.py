@@ -5,8 +5,10 @@ MLflow run, trains (resuming from the last checkpoint of an interrupted folder) 
 adapter atomically. Everything that can be wrong with the input fails before the trainer is built.
 """
 
+import argparse
 import dataclasses
 import random
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,16 +17,19 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback
 from transformers.integrations import MLflowCallback
 
-from paft_core import data, models, preflight, stage, tracking
-from paft_core.config import LoraSpec, ModelSpec, PipelineRun, TrainSpec
+from paft_core import command, data, models, preflight, stage
+from paft_core.config import LoraSpec, ModelSpec, PipelineRun, TrainSpec, load_config
 from paft_core.merging import deltas
+from paft_core.ops import tracking
+from paft_core.results import StageResult
 from paft_core.stage import Branch
 
 BuildTrainer = Callable[..., Trainer]
 # Trainer arguments that TrainingArguments rewrites after init (or masks): never "changed" for a user
 NORMALISED = {"accelerator_config", "debug", "include_for_metrics", "hub_token", "report_to", "output_dir",
               "logging_dir", "activation_checkpointing"}
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float32}  # fp16: AMP on fp32
+# train.precision → the dtype the base model is loaded in (fp16 trains with AMP on fp32 weights)
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float32}
 
 
 def run_branch(spec: PipelineRun, branch: Branch, build: BuildTrainer, out: Path | None = None,
@@ -104,7 +109,7 @@ def last_whole_checkpoint(folder: Path) -> str | None:
 def load_base(folder: Path, spec: ModelSpec, train: TrainSpec) -> tuple:
     """Load the resolved base model and its tokenizer (safetensors unless pickle is allowed)."""
     model = AutoModelForCausalLM.from_pretrained(
-        folder, dtype=DTYPES[train.precision], trust_remote_code=spec.trust_remote_code,
+        folder, dtype=PRECISIONS[train.precision], trust_remote_code=spec.trust_remote_code,
         use_safetensors=None if spec.allow_pickle else True)
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=spec.trust_remote_code)
     if tokenizer.pad_token is None:
@@ -140,3 +145,25 @@ def _seed_and_threads(train: TrainSpec) -> None:
     torch.manual_seed(train.seed)
     if train.threads:
         torch.set_num_threads(train.threads)
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """A branch stage's command line: the spec and an optional output folder."""
+    command.spec_argument(parser)
+    parser.add_argument("--out", type=Path, help="output folder (default: .paft/stages/<branch>-<hash>)")
+
+
+def stage_main(branch: Branch, train: Callable[..., Path], args: argparse.Namespace) -> StageResult:
+    """Train one branch of the spec at `args.config` (`train`); say where its adapter is."""
+    spec = load_config(args.config)
+    command.check_tracking(spec)
+    started = time.time()
+    out = train(spec, args.out)
+    print(f"paft: {branch} adapter in {out / 'adapter'}", flush=True)
+    return command.finished(branch, out, started)
+
+
+def run_as_command(branch: Branch, main: command.Handler) -> None:
+    """`python -m paft_core.training.<branch> SPEC`: run the branch's stage entry and exit."""
+    command.stage_main(f"paft_core.training.{branch}", f"train the {branch} branch of a pipeline spec",
+                       arguments, main)

@@ -7,24 +7,37 @@ Every TRL 1.16 DPO loss trains against that reference; exo_pair needs `label_smo
 the spec checks before any training.
 """
 
+import argparse
 import os
 from pathlib import Path
 
 from trl import DPOConfig, DPOTrainer
 
 from paft_core.config import PipelineRun, PreferenceSpec
-from paft_core.training import common, sparse
+from paft_core.results import StageResult
+from paft_core.training import common
+from paft_core.training.l1 import SparsityLog
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402  (after the silence switch)
 
 
-class PAFTDPOTrainer(sparse.SparsityLogging, DPOTrainer):
+class PAFTDPOTrainer(DPOTrainer):
     """DPO (Rafailov et al., 2023, arXiv 2305.18290) that also logs the adapter's sparsity."""
 
+    def __init__(self, *args, callbacks=None, **kwargs) -> None:
+        sparsity = SparsityLog()  # ahead of the given callbacks: MLflowCallback records what it adds
+        super().__init__(*args, callbacks=[sparsity, *(callbacks or ())], **kwargs)
+        sparsity.trainer = self
 
-class PAFTORPOTrainer(sparse.SparsityLogging, ORPOTrainer):
+
+class PAFTORPOTrainer(ORPOTrainer):
     """ORPO (Hong et al., 2024, arXiv 2403.07691) that also logs the adapter's sparsity."""
+
+    def __init__(self, *args, callbacks=None, **kwargs) -> None:
+        sparsity = SparsityLog()  # ahead of the given callbacks: MLflowCallback records what it adds
+        super().__init__(*args, callbacks=[sparsity, *(callbacks or ())], **kwargs)
+        sparsity.trainer = self
 
 
 def build_trainer(spec: PreferenceSpec, model, tokenizer, dataset, output_dir: Path, callbacks):
@@ -43,3 +56,15 @@ def build_trainer(spec: PreferenceSpec, model, tokenizer, dataset, output_dir: P
 def train(spec: PipelineRun, out: Path | None = None, callbacks=()) -> Path:
     """Run the preference branch of `spec`; return its stage folder (adapter in `adapter/`)."""
     return common.run_branch(spec, "preference", build_trainer, out, callbacks)
+
+
+
+def main(args: argparse.Namespace) -> StageResult:
+    """The preference stage: `python -m paft_core.training.preference SPEC [--out DIR]`."""
+    return common.stage_main("preference", train, args)
+
+
+arguments = common.arguments  # the stage's command line, as every branch's
+
+if __name__ == "__main__":
+    common.run_as_command("preference", main)

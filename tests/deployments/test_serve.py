@@ -15,8 +15,9 @@ import pytest
 
 from deployments.deploy import DEPLOYMENTS, PIPELINE, Deployment
 from deployments.serve import serve
-from paft_core import paths, servers
+from paft_core import paths
 from paft_core.errors import ConfigError
+from paft_core.ops import servers
 from tests import tiny
 from tests.deployments.procs import children, command, session_members
 from tests.flows.test_paft_flow import FAST_EVAL
@@ -84,7 +85,7 @@ def served(tmp_path_factory):
     env.pop("PREFECT_API_URL", None)
     log = tmp / "serve.log"
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "paft_core.cli", "serve", "--port", str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "paft", "serve", "--port", str(port)],
                                    cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
@@ -183,7 +184,7 @@ def test_a_short_interval_schedule_starts_a_run_by_itself(served, tiny_base):
 
 def paft_deploy(api: Api, home: Path, *options: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_API_URL": api.url, "PAFT_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "paft_core.cli", "deploy", *options], cwd=home.parent,
+    return subprocess.run([sys.executable, "-m", "paft", "deploy", *options], cwd=home.parent,
                           env=env, capture_output=True, text=True, timeout=300)
 
 

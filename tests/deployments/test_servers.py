@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from paft_core import cli, paths, servers
+from paft import cli
+from paft_core import paths
+from paft_core.ops import servers
 from tests.deployments.procs import children, session_members
 
 
@@ -59,7 +61,7 @@ def test_paft_deploy_names_the_prefect_server_and_how_to_run_without(api, tmp_pa
     env.pop("PREFECT_API_URL", None)
     if api:
         env["PREFECT_API_URL"] = api = f"http://127.0.0.1:{servers.free_port()}/api"
-    result = subprocess.run([sys.executable, "-m", "paft_core.cli", "deploy"], cwd=paths.PROJECT_ROOT,
+    result = subprocess.run([sys.executable, "-m", "paft", "deploy"], cwd=paths.PROJECT_ROOT,
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
@@ -71,15 +73,15 @@ def test_paft_deploy_names_the_prefect_server_and_how_to_run_without(api, tmp_pa
 def test_paft_ui_serves_the_project_store_and_ctrl_c_leaves_no_process(paft_home):
     import mlflow
 
-    from paft_core import tracking
     from paft_core.config import TrackingSpec
+    from paft_core.ops import tracking
 
     experiment = tracking.use(TrackingSpec(experiment="tracked"))
     assert mlflow.get_experiment(experiment).tags["mlflow.experimentKind"] == "custom_model_development"
     run = mlflow.MlflowClient().create_run(experiment).info.run_id
     assert tracking.run_link(TrackingSpec(), run) == f"`paft ui`, then run `{run}`"  # the project's own store
     port = servers.free_port()
-    process = subprocess.Popen([sys.executable, "-m", "paft_core.cli", "ui", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "paft", "ui", "--port", str(port)],
                                cwd=paths.PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
     try:

@@ -49,7 +49,7 @@ def test_the_demo_config_runs_the_whole_comparison_on_smollm2(paft_home, tmp_pat
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the test server, not an ephemeral one
-    shown = subprocess.run([sys.executable, "-m", "paft_core.cli", "run", str(short_demo(tmp_path))],
+    shown = subprocess.run([sys.executable, "-m", "paft", "run", str(short_demo(tmp_path))],
                            env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=2400)
     assert shown.returncode == 0, shown.stdout[-3000:] + shown.stderr[-3000:]
     console = shown.stdout + shown.stderr
@@ -57,7 +57,8 @@ def test_the_demo_config_runs_the_whole_comparison_on_smollm2(paft_home, tmp_pat
     assert "PAFT demo probes" in console and "sft-only" in console and " base on sft_skill" in console
     assert "paired SE" in console and "Alignment tax on the PAFT demo probes" in console
     assert "paft ui" in console and "paft serve" in console
-    assert re.search(r"paft train \(steps\): 1/2 \[\d\d:\d\d<\d\d:\d\d", console)  # step counter, elapsed<ETA
+    # the step counter, with elapsed<ETA
+    assert re.search(r"paft train sft \(steps\): 1/2 \[\d\d:\d\d<\d\d:\d\d", console)
 
     base = models.resolve(ModelSpec())  # converted once from the package, then cached
     assert (base.path / "model.safetensors").is_file() and models.fingerprint(base.path) == base.fingerprint

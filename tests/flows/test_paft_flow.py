@@ -89,7 +89,7 @@ def test_a_branch_killed_mid_training_resumes_in_the_next_flow_run(tiny_base, pa
     spec = tiny.spec(tiny_base, evaluation=FAST_EVAL, sft__train__max_steps=200, sft__train__save_steps=5)
     config = write_config(spec, tmp_path / "spec.yaml")
     folder = stage.default_folder("sft", stage.branch_reads(spec, "sft"))
-    training = subprocess.Popen([sys.executable, "-m", "paft_core.cli", "train", "sft", str(config)],
+    training = subprocess.Popen([sys.executable, "-m", "paft", "train", "sft", str(config)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     # The Trainer writes trainer_state.json last; poll for any checkpoint (older ones are rotated away).
@@ -127,9 +127,10 @@ def test_a_branch_runs_as_its_own_flow_whose_form_shows_what_a_branch_reads(tiny
     assert set(form["definitions"]["BranchRun"]["properties"]) == {"name", "model", "sft", "preference",
                                                                    "tracking"}  # no merge, eval, ...
     spec = tiny.spec(tiny_base)
-    folder = branch_flow(BranchRun.model_validate(spec.model_dump(include=set(BranchRun.model_fields))),
+    result = branch_flow(BranchRun.model_validate(spec.model_dump(include=set(BranchRun.model_fields))),
                          "preference")
-    assert folder == str(stage.default_folder("preference", stage.branch_reads(spec, "preference")))
+    assert result.folder == str(stage.default_folder("preference", stage.branch_reads(spec, "preference")))
+    assert result.stage == "preference" and result.run_id and not result.reused
     assert json.loads((stage.default_folder("preference", stage.branch_reads(spec, "preference"))
                        / stage.DONE).read_text())["global_step"] == 4
 

@@ -44,7 +44,7 @@ def test_a_stopped_run_takes_its_stages_and_server_with_it(how, tiny_base, tmp_p
         env.pop(name, None)  # its own temporary Prefect server, its own MLflow store
     log = tmp_path / "run.log"
     with log.open("w") as out:  # a terminal's session, started from a folder outside the project
-        run = subprocess.Popen([sys.executable, "-m", "paft_core.cli", "run", "spec.yaml"], cwd=tmp_path,
+        run = subprocess.Popen([sys.executable, "-m", "paft", "run", "spec.yaml"], cwd=tmp_path,
                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
@@ -54,7 +54,7 @@ def test_a_stopped_run_takes_its_stages_and_server_with_it(how, tiny_base, tmp_p
         time.sleep(0.5)  # both branches are training
     tree = descendants(run.pid)
     assert sum("server start" in command(pid) for pid in tree) == 1
-    assert sum("paft_core.cli train" in command(pid) for pid in tree) == 2
+    assert sum("paft_core.training." in command(pid) for pid in tree) == 2
     if how == "Ctrl-C":
         os.killpg(run.pid, signal.SIGINT)  # what a terminal sends to its foreground process group
     else:

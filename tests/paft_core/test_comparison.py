@@ -7,13 +7,20 @@ import statistics
 import pytest
 
 from paft_core import comparison
+from paft_core.promotion import Promotion
+from paft_core.results import StageResult, SuiteScores
 
 LABEL = "open_llm_v1-offline-quick"
 
 
-def scored(average: float, stderr: float | None) -> dict[str, float]:
-    metrics = {f"eval/{LABEL}/arc": average, f"eval/{LABEL}/average": average}
-    return metrics | ({f"eval/{LABEL}/average_stderr": stderr} if stderr is not None else {})
+def scored(average: float, stderr: float | None) -> StageResult:
+    errors = {"average": stderr} if stderr is not None else {}
+    found = SuiteScores(label=LABEL, folder="", scores={"arc": average, "average": average}, stderrs=errors)
+    return StageResult(stage="eval", suites=[found])
+
+
+def decided(promote: bool, version: str, reason: str) -> Promotion:
+    return Promotion(version=version, promote=promote, reason=reason, label=LABEL)
 
 
 def rows(paft: float, sequential: float, stderr: float | None) -> list[dict]:
@@ -44,7 +51,7 @@ def test_without_standard_errors_the_tax_keeps_its_sign_only():
 @pytest.mark.parametrize("stderr", [None, 2.5])
 def test_the_report_is_written_with_or_without_standard_errors(tmp_path, stderr):
     results = {"sequential": scored(60.0, stderr), "paft": scored(61.0, stderr)}
-    made = comparison.write(tmp_path, results, {}, {}, {"promote": True, "version": 1, "reason": "first"})
+    made = comparison.write(tmp_path, results, {}, {}, decided(True, "1", "first"))
     assert (tmp_path / "scores.png").is_file() and made["alignment_tax"] == pytest.approx(1.0)
     assert ("standard error at most" in made["markdown"]) == (stderr is not None)
 
@@ -64,8 +71,8 @@ def mean_and_stderr(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
 
 
-def probe_run(folder, sft: list[int], pref: list[int]) -> dict[str, float]:
-    """One variant's probe samples in `folder` as lm-eval leaves them, and its eval metrics."""
+def probe_run(folder, sft: list[int], pref: list[int]) -> StageResult:
+    """One variant's probe samples in `folder` as lm-eval leaves them, and its evaluation result."""
     (folder / "lm_eval" / "samples").mkdir(parents=True)
     for task, kept, metric, outcomes in (("paft_probe_sft", "strict-match", "exact_match", sft),
                                          ("paft_probe_preference", "none", "acc", pref)):
@@ -73,11 +80,13 @@ def probe_run(folder, sft: list[int], pref: list[int]) -> dict[str, float]:
         lines = "".join(json.dumps(row) + "\n" for row in rows)
         (folder / "lm_eval" / "samples" / f"{task}.jsonl").write_text(lines)
     sft_score, pref_score = (mean_and_stderr([100.0 * x for x in o]) for o in (sft, pref))
-    metrics = {f"eval/{PROBES}/sft_skill": sft_score[0], f"eval/{PROBES}/sft_skill_stderr": sft_score[1],
-               f"eval/{PROBES}/preference_skill": pref_score[0],
-               f"eval/{PROBES}/preference_skill_stderr": pref_score[1],
-               f"eval/{PROBES}/average": (sft_score[0] + pref_score[0]) / 2}
-    return metrics | {f"eval/{V1}/arc": 50.0, f"eval/{V1}/average": 50.0, f"eval/{V1}/average_stderr": 5.0}
+    probes = SuiteScores(label=PROBES, folder=str(folder),
+                         scores={"sft_skill": sft_score[0], "preference_skill": pref_score[0],
+                                 "average": (sft_score[0] + pref_score[0]) / 2},
+                         stderrs={"sft_skill": sft_score[1], "preference_skill": pref_score[1]})
+    v1 = SuiteScores(label=V1, folder=str(folder / "v1"), scores={"arc": 50.0, "average": 50.0},
+                     stderrs={"average": 5.0})  # no per-item outputs for v1
+    return StageResult(stage="eval", suites=[v1, probes])
 
 
 def paired_direct(first: list[int], second: list[int]) -> tuple[float, float]:
@@ -87,9 +96,7 @@ def paired_direct(first: list[int], second: list[int]) -> tuple[float, float]:
 @pytest.fixture
 def probe_report(tmp_path):
     results = {name: probe_run(tmp_path / name, *outcomes) for name, outcomes in OUTCOMES.items()}
-    evals = {name: {PROBES: str(tmp_path / name)} for name in OUTCOMES}  # no per-item outputs for v1
-    decision = {"promote": False, "version": 2, "reason": "kept"}
-    return tmp_path, comparison.write(tmp_path / "report", results, {}, {}, decision, evals=evals)
+    return tmp_path, comparison.write(tmp_path / "report", results, {}, {}, decided(False, "2", "kept"))
 
 
 def test_paired_figures_against_base_and_the_tax_match_a_direct_computation(probe_report):
@@ -132,12 +139,13 @@ def test_the_report_shows_the_probes_the_paired_lines_and_the_alignment_tax_plot
 
 def test_a_report_without_the_probes_has_no_alignment_tax_plot(tmp_path):
     results = {"sequential": scored(60.0, 1.0), "paft": scored(61.0, 1.0)}
-    comparison.write(tmp_path, results, {}, {}, {"promote": True, "version": 1, "reason": "first"})
+    comparison.write(tmp_path, results, {}, {}, decided(True, "1", "first"))
     assert not (tmp_path / "alignment_tax.png").exists()
 
 
 def test_the_gate_reads_a_leaderboard_label_and_the_report_the_probes_first(tmp_path):
-    metrics = probe_run(tmp_path, *OUTCOMES["paft"])
-    assert comparison.labels(metrics) == [PROBES, V1]
-    assert comparison.scores(metrics) == (V1, {"arc": 50.0, "average": 50.0})  # never the probes
-    assert comparison.scores(metrics, PROBES)[0] == PROBES
+    evaluated = probe_run(tmp_path, *OUTCOMES["paft"])
+    assert evaluated.labels() == [PROBES, V1]
+    gate = evaluated.suite()
+    assert (gate.label, gate.scores) == (V1, {"arc": 50.0, "average": 50.0})  # never the probes
+    assert evaluated.suite(PROBES).label == PROBES

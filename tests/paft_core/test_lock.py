@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
+from paft.cli import main
 from paft_core import lock
-from paft_core.cli import main
 
 HOLD = ("from paft_core import lock; import time\n"
         "with lock.exclusive():\n    print('held', flush=True); time.sleep(60)")

@@ -5,10 +5,12 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from paft_core import stage, tracking
+from paft_core import stage
 from paft_core.config import TrackingSpec
+from paft_core.ops import tracking
 from paft_core.promotion import Scores, decide
-from tasks.tracking import promote
+from paft_core.results import StageResult, SuiteScores
+from tasks.registry import promote
 from tests import tiny
 
 LABEL = "open_llm_v1-offline-quick-sub-arc.gsm8k-limit10"
@@ -46,40 +48,48 @@ def test_a_champion_scored_under_another_label_is_not_compared(champion_label):
     assert f"scored under {champion_label or 'no label'} and the candidate under {LABEL}" in decision.reason
 
 
-def test_a_scores_tag_round_trips_its_label_and_an_old_tag_has_none():
-    assert Scores.from_tag(scored(CHAMPION).tag()) == scored(CHAMPION)
-    assert Scores.from_tag(json.dumps(CHAMPION)) == Scores(None, CHAMPION)  # before tags carried labels
-    assert Scores.from_tag(None) == Scores(None, {})
+def test_score_tags_round_trip_their_label_and_older_tags_are_still_read():
+    tags = scored(CHAMPION).tags()
+    assert tags["paft.score.arc"] == "40.0" and tags["paft.scores_label"] == LABEL  # one tag per score
+    assert Scores.from_tags(tags) == scored(CHAMPION)
+    legacy = {"label": LABEL, "scores": CHAMPION}  # versions registered before scores were tags
+    assert Scores.from_tags({"paft.scores": json.dumps(legacy)}) == scored(CHAMPION)
+    assert Scores.from_tags({"paft.scores": json.dumps(CHAMPION)}) == Scores(None, CHAMPION)  # before labels
+    assert Scores.from_tags({}) == Scores(None, {})
 
 
-def _merge_folder(tmp_path, name: str):
-    """A finished merge stage folder with a run id, as `paft merge` leaves it."""
+def _merge_folder(tmp_path, name: str) -> StageResult:
+    """A finished merge stage folder with a run id, as the merge stage leaves it, and its result."""
     folder = tmp_path / name
     (folder / "model").mkdir(parents=True)
     with tracking.stage_run(TrackingSpec(), "merge", {}) as run_id:
         pass
     stage.finish(folder, {"run_id": run_id})
-    return str(folder)
+    return StageResult(stage="merge", folder=str(folder), run_id=run_id)
+
+
+def evaluated(values: dict[str, float], label: str = LABEL) -> StageResult:
+    """An evaluation's result with these scores under `label`."""
+    return StageResult(stage="eval", suites=[SuiteScores(label=label, folder="", scores=values)])
 
 
 def test_the_registry_moves_champion_only_for_a_better_candidate(tiny_base, paft_home, tmp_path):
     spec = tiny.spec(tiny_base)
     client = MlflowClient(tracking.tracking_uri(spec.tracking))
-    metrics = {f"eval/{LABEL}/{k}": v for k, v in CHAMPION.items()}
-    first = promote.fn(spec, _merge_folder(tmp_path, "a"), metrics)
-    assert first["promote"] and client.get_model_version_by_alias("tiny", "champion").version == 1
+    first = promote.fn(spec, _merge_folder(tmp_path, "a"), evaluated(CHAMPION))
+    assert first.promote and client.get_model_version_by_alias("tiny", "champion").version == 1
 
-    worse = {key: value - 1 for key, value in metrics.items()}
-    second = promote.fn(spec, _merge_folder(tmp_path, "b"), worse)
-    assert not second["promote"] and second["champion_before"] == first["version"]
+    worse = {key: value - 1 for key, value in CHAMPION.items()}
+    second = promote.fn(spec, _merge_folder(tmp_path, "b"), evaluated(worse))
+    assert not second.promote and second.champion_before == first.version
     assert client.get_model_version_by_alias("tiny", "champion").version == 1
     assert client.get_model_version_by_alias("tiny", "candidate").version == 2
 
-    better = {key: value + 1 for key, value in metrics.items()}
-    third = promote.fn(spec, _merge_folder(tmp_path, "c"), better)
-    assert third["promote"] and client.get_model_version_by_alias("tiny", "champion").version == 3
-    tag = json.loads(client.get_model_version("tiny", "3").tags["paft.scores"])
-    assert tag == {"label": LABEL, "scores": {k: v + 1 for k, v in CHAMPION.items()}}
+    better = {key: value + 1 for key, value in CHAMPION.items()}
+    third = promote.fn(spec, _merge_folder(tmp_path, "c"), evaluated(better))
+    assert third.promote and client.get_model_version_by_alias("tiny", "champion").version == 3
+    tags = client.get_model_version("tiny", "3").tags
+    assert Scores.from_tags(tags) == Scores(LABEL, better) and "paft.scores" not in tags  # no JSON tag
     about = client.get_model_version("tiny", "3").description  # what the registry page shows
     assert LABEL in about and "ties merge" in about and f"average {CHAMPION['average'] + 1:.1f}" in about
 
@@ -87,11 +97,11 @@ def test_the_registry_moves_champion_only_for_a_better_candidate(tiny_base, paft
 def test_the_registry_keeps_a_champion_scored_under_another_label(tiny_base, paft_home, tmp_path):
     spec = tiny.spec(tiny_base)
     client = MlflowClient(tracking.tracking_uri(spec.tracking))
-    promote.fn(spec, _merge_folder(tmp_path, "a"), {f"eval/{LABEL}/{k}": v for k, v in CHAMPION.items()})
-    hub = {f"eval/open_llm_v1/{k}": v + 50 for k, v in CHAMPION.items()}
+    promote.fn(spec, _merge_folder(tmp_path, "a"), evaluated(CHAMPION))
+    hub = evaluated({k: v + 50 for k, v in CHAMPION.items()}, "open_llm_v1")
     second = promote.fn(spec, _merge_folder(tmp_path, "b"), hub)
-    assert not second["promote"] and second["label"] == "open_llm_v1"
-    assert f"scored under {LABEL} and the candidate under open_llm_v1" in second["reason"]
+    assert not second.promote and second.label == "open_llm_v1"
+    assert f"scored under {LABEL} and the candidate under open_llm_v1" in second.reason
     assert client.get_model_version_by_alias("tiny", "champion").version == 1
     assert client.get_model_version_by_alias("tiny", "candidate").version == 2
 
@@ -102,14 +112,13 @@ def test_with_approval_the_gate_waits_and_an_answer_for_a_champion_that_moved_me
 
     spec = tiny.spec(tiny_base, promotion={"approval": True})
     client = MlflowClient(tracking.tracking_uri(spec.tracking))
-    metrics = {f"eval/{LABEL}/{k}": v for k, v in CHAMPION.items()}
-    first = promote.fn(spec, _merge_folder(tmp_path, "a"), metrics)
-    assert first["promote"] and first["champion_before"] is None  # the gate says yes ...
+    first = promote.fn(spec, _merge_folder(tmp_path, "a"), evaluated(CHAMPION))
+    assert first.promote and first.champion_before is None  # the gate says yes ...
     assert tracking.alias_version(spec.tracking, "tiny", "champion") is None  # ... a person has not yet
-    promote.fn(spec, _merge_folder(tmp_path, "b"), metrics)
+    promote.fn(spec, _merge_folder(tmp_path, "b"), evaluated(CHAMPION))
     tracking.set_alias(spec.tracking, "tiny", "champion", "2")  # another run's approval, while this one waits
     parent = json.loads((tmp_path / "a" / stage.DONE).read_text())["run_id"]
     decided = crown.fn(spec, first, parent, "approved", "looks good")
-    assert not decided["promote"] and "champion moved to version 2" in decided["reason"]
+    assert not decided.promote and "champion moved to version 2" in decided.reason
     assert client.get_model_version_by_alias("tiny", "champion").version == 2
     assert client.get_model_version("tiny", "1").tags["paft.approval"].startswith("stale: looks good")

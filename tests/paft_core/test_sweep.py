@@ -6,6 +6,7 @@ import yaml
 from paft_core import sweep
 from paft_core.config import PipelineRun, load_config
 from paft_core.errors import ConfigError
+from paft_core.results import StageResult, SuiteScores
 
 PROBES = {"suites": ["paft_probes"], "benchmarks": ["sft_skill", "preference_skill"]}
 
@@ -44,10 +45,12 @@ def test_a_candidate_sets_only_what_its_method_reads():
 def test_suite_average_keeps_the_leaderboard_suite_and_reads_its_average():
     spec = PipelineRun.model_validate({"evaluation": {"suites": ["paft_probes", "open_llm_v1"]},
                                        "sweep": {"objectives": ["sft_skill", "suite_average"]}})
-    metrics = {"eval/paft_probes-limit50/sft_skill": 40.0, "eval/paft_probes-limit50/sft_skill_stderr": 2.0,
-               "eval/paft_probes-limit50/preference_skill": 70.0, "eval/open_llm_v1-quick/average": 31.0,
-               "eval/open_llm_v1-quick/arc": 20.0}
-    assert sweep.objectives(spec.sweep, metrics) == {"sft_skill": 40.0, "suite_average": 31.0}
+    probes = SuiteScores(label="paft_probes-limit50", folder="", scores={"sft_skill": 40.0,
+                         "preference_skill": 70.0}, stderrs={"sft_skill": 2.0})
+    v1 = SuiteScores(label="open_llm_v1-quick", folder="", scores={"average": 31.0, "arc": 20.0})
+    evaluated = StageResult(stage="eval", suites=[probes, v1])
+    assert sweep.objectives(spec.sweep, evaluated) == {"sft_skill": 40.0, "suite_average": 31.0}
+    assert sweep.objectives(spec.sweep, evaluated, errors=True) == {"sft_skill": 2.0}  # none for v1's average
     assert sweep.scored(spec).evaluation.suites == ["paft_probes", "open_llm_v1"]
 
 

@@ -5,7 +5,7 @@ import shutil
 import pytest
 import yaml
 
-from paft_core import cli
+from paft import cli
 from paft_core.errors import DataError
 from paft_core.evaluation import harness, hub, offline
 from tests import tiny

@@ -23,9 +23,8 @@ def probed(tiny_base, tmp_path_factory):
                       "max_gen_toks": 8, "bootstrap_iters": 10}
         spec = tiny.spec(tiny_base, evaluation=evaluation)
         model = target.base(spec.model)
-        metrics = runner.evaluate(spec, model)
-        folder = runner.folders(spec.evaluation, model)[LABEL]
-    return metrics, folder
+        result = runner.evaluate(spec, model)
+    return result.metrics(), result.suite(LABEL).folder
 
 
 def test_both_probes_and_their_average_are_scored_with_stderr(probed):

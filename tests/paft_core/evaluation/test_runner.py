@@ -26,8 +26,9 @@ def scored(tiny_base, tmp_path_factory):
         patch.setenv("PAFT_HOME", str(home))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)  # an earlier stage in this process may have set it
         spec = eval_spec(tiny_base, suites=list(suites.SUITES))
-        metrics = runner.evaluate(spec, target.base(spec.model))
-    return home, spec, metrics
+        result = runner.evaluate(spec, target.base(spec.model))
+    assert result.stage == "eval" and not result.reused and result.labels()[0] == LABELS["paft_probes"]
+    return home, spec, result.metrics()
 
 
 @pytest.mark.parametrize("suite", suites.SUITES.values(), ids=lambda s: s.name)
@@ -64,7 +65,7 @@ def test_second_run_of_the_same_model_hits_the_cache(scored, monkeypatch, tiny_b
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setattr(harness, "run", lambda *a, **k: pytest.fail("an unchanged model was evaluated again"))
     again = runner.evaluate(spec, target.base(spec.model))
-    assert again == metrics
+    assert again.metrics() == metrics and again.reused
     client, runs = tiny.tracked_runs(home)
     assert runs[-1].data.tags[f"paft.cache.{V2}"] == "hit"
     first = runs[0].info.run_id

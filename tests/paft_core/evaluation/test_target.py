@@ -34,7 +34,7 @@ def test_adapter_on_base_scores_as_the_merged_model(tiny_base, adapter_and_merge
     on_base = target.adapter(adapter_dir, spec.model)
     merged = target.folder(merged_dir, spec.model)
     assert len({on_base.fingerprint, merged.fingerprint, target.base(spec.model).fingerprint}) == 3
-    from_adapter = runner.evaluate(spec, on_base)
-    from_merged = runner.evaluate(spec, merged)
+    from_adapter = runner.evaluate(spec, on_base).metrics()
+    from_merged = runner.evaluate(spec, merged).metrics()
     assert from_adapter.keys() == from_merged.keys()
     assert from_adapter == pytest.approx(from_merged, abs=1e-3)

@@ -11,7 +11,8 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from paft_core import cli, models
+from paft import cli
+from paft_core import models
 from paft_core.errors import DataError, OutputError
 from paft_core.merging import checkpoint, deltas, merge
 from tests import tiny

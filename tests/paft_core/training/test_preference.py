@@ -47,6 +47,7 @@ def test_stage_writes_adapter_and_finished_mlflow_run(tiny_base, paft_home):
     client, (run,) = tiny.tracked_runs(paft_home)
     assert run.info.status == "FINISHED" and run.data.tags["paft.stage"] == "preference"
     assert run.data.params["paft.preference.beta"] == "0.2"
-    assert {"loss", "rewards/margins", "sparsity/delta/zeros"} <= set(run.data.metrics)
+    assert {"loss", "rewards/margins", "sparsity/lora/zeros", "sparsity/delta/density_rel0.01"} \
+        <= set(run.data.metrics)
     assert "adapter/adapter_model.safetensors" in {
         a.path for a in client.list_artifacts(run.info.run_id, "adapter")}

@@ -8,11 +8,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from paft_core import models, sparsity
+from paft_core import density, models
 from paft_core.config import MergeSpec, ModelSpec
 from paft_core.errors import OutputError
 from paft_core.merging import methods
-from paft_core.training import sft, sparse
+from paft_core.training import l1, sft
 from tests import tiny
 
 
@@ -22,24 +22,24 @@ def test_adapter_changes_and_base_stays_bit_identical(tiny_base, tmp_path):
     tiny.train_and_check_only_lora_changed(trainer)
 
 
-def final_deltas(tiny_base, home, **l1):
-    spec = tiny.spec(tiny_base, sft__l1=l1, sft__train__max_steps=8)
-    out = sft.train(spec, home / f"sft-{l1}")
+def final_deltas(tiny_base, home, **penalty):
+    spec = tiny.spec(tiny_base, sft__l1=penalty, sft__train__max_steps=8)
+    out = sft.train(spec, home / f"sft-{penalty}")
     return list(tiny.adapter_deltas(out / "adapter").values())
 
 
 @pytest.mark.parametrize("target", ["lora", "delta"])
 def test_l1_gives_smaller_and_sparser_delta(tiny_base, paft_home, target):
-    plain = sparsity.stats(final_deltas(tiny_base, paft_home, strength=0.0, target=target))
-    sparse = sparsity.stats(final_deltas(tiny_base, paft_home, strength=0.05, target=target))
-    assert sparse["l1"] < plain["l1"]
-    assert sparse["rel0.01"] > plain["rel0.01"]
+    plain = density.stats(final_deltas(tiny_base, paft_home, strength=0.0, target=target))
+    penalised = density.stats(final_deltas(tiny_base, paft_home, strength=0.05, target=target))
+    assert penalised["l1"] < plain["l1"]
+    assert penalised["density_rel0.01"] < plain["density_rel0.01"]
 
 
 def test_proximal_mode_leaves_exact_zeros(tiny_base, paft_home):
     out = sft.train(tiny.spec(tiny_base, sft__l1={"strength": 1.0, "mode": "proximal"}))
     weights = load_file(out / "adapter" / "adapter_model.safetensors")
-    assert sparsity.stats(weights.values())["zeros"] > 0.05
+    assert density.stats(weights.values())["zeros"] > 0.05
     logged = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert logged[-1]["sparsity/lora/zeros"] > 0.05
 
@@ -89,8 +89,8 @@ def test_penalty_gradient_is_lambda_sign_of_the_change_per_optimizer_step(tiny_b
 def test_the_random_init_of_a_costs_no_penalty(tiny_base, tmp_path):
     spec = tiny.spec(tiny_base, sft__l1={"strength": 1.0})
     trainer = tiny.build_in_memory(tiny_base, spec.sft, sft.build_trainer, tmp_path / "init")
-    assert float(sparse.l1_norm(trainer.model, "lora", trainer.origins)) == 0.0
-    assert float(sparse.l1_norm(trainer.model, "delta", trainer.origins)) == 0.0
+    assert float(l1.l1_norm(trainer.model, "lora", trainer.origins)) == 0.0
+    assert float(l1.l1_norm(trainer.model, "delta", trainer.origins)) == 0.0
     a_weights = [p for n, p in lora_params(trainer).items() if "lora_A" in n]
     assert all(p.abs().sum() > 0 for p in a_weights)  # A is random, and free
 
@@ -136,7 +136,8 @@ def test_mlflow_run_holds_params_metrics_and_adapter(tiny_base, paft_home):
     assert run.info.status == "FINISHED" and run.data.tags["paft.stage"] == "sft"
     assert run.data.params["paft.sft.l1.strength"] == "0.001"
     assert run.data.params["paft.sft.lora.r"] == "8"
-    assert {"loss", "l1/norm", "sparsity/lora/zeros", "sparsity/delta/rel0.01"} <= set(run.data.metrics)
+    assert {"loss", "l1/norm", "sparsity/lora/zeros", "sparsity/delta/density_rel0.01"} \
+        <= set(run.data.metrics)
     trainer = {key: value for key, value in run.data.params.items() if not key.startswith("paft.")}
     assert trainer["trainer.learning_rate"] == "0.01" and "trainer.max_steps" in trainer  # set by the spec
     assert all(key.startswith("trainer.") for key in trainer) and len(trainer) < 40  # defaults left out
@@ -145,6 +146,19 @@ def test_mlflow_run_holds_params_metrics_and_adapter(tiny_base, paft_home):
     assert "adapter/adapter_model.safetensors" in artifacts
     assert json.loads((out / "complete.json").read_text())["run_id"] == run.info.run_id
     assert models.fingerprint(tiny_base) == base_before
+
+
+def test_sparsity_rides_with_every_loss_log_and_every_checkpoint(tiny_base, paft_home):
+    out = sft.train(tiny.spec(tiny_base, sft__l1={"strength": 1e-3}))  # log every step, save every 2 of 4
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert all("sparsity/lora/density_rel0.001" in row for row in history if "loss" in row)
+    assert [row["step"] for row in history if "sparsity/delta/zeros" in row] == [2, 4, 4]  # saves, then end
+    assert "sparsity/delta/zeros" in history[-1]
+    client, (run,) = tiny.tracked_runs(paft_home)
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "sparsity/lora/density_rel0.001")]
+    assert sorted(steps) == [1, 2, 2, 3, 4, 4, 4]  # every loss log, plus the ΔW rows that carry it too
+    delta = client.get_metric_history(run.info.run_id, "sparsity/delta/density_rel0.01")
+    assert sorted(m.step for m in delta) == [2, 4, 4] and all(0 < m.value <= 1 for m in delta)
 
 
 class CrashAt(TrainerCallback):

@@ -139,7 +139,7 @@ def mlflow_ui(host: str, port: int) -> None:
     """`paft ui`: the MLflow UI on the project's store until Ctrl-C (one worker, job execution off: lean)."""
     from paft_core import paths
     from paft_core.config import TrackingSpec
-    from paft_core.tracking import experiment_links, tracking_uri
+    from paft_core.ops.tracking import experiment_links, tracking_uri
 
     require_free_port(host, port, "MLflow UI")
     store = tracking_uri(TrackingSpec())

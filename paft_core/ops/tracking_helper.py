@@ -33,7 +33,7 @@ class Helper:
     """A child process that imports MLflow now and keeps one stage run once `stage_run` opens it."""
 
     def __init__(self):
-        self.process = subprocess.Popen([sys.executable, "-m", "paft_core.tracking_process"],
+        self.process = subprocess.Popen([sys.executable, "-m", "paft_core.ops.tracking_helper"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.sent = 0
         self.results: list = []  # one per message, in order; the first is the run id
@@ -135,7 +135,7 @@ def _serve() -> None:
     def reply(**message) -> None:
         replies.write(json.dumps(message) + "\n")
 
-    from paft_core import tracking
+    from paft_core.ops import tracking
 
     opening = sys.stdin.readline()
     if not opening:

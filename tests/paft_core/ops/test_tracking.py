@@ -6,8 +6,8 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from paft_core import tracking
 from paft_core.config import TrackingSpec
+from paft_core.ops import tracking
 
 
 def test_flatten_prefixes_dotted_paths():

@@ -1,4 +1,4 @@
-"""PAFT's L1 sparsity on LoRA adapters: the penalty, the proximal step, and the sparsity log.
+"""PAFT's L1 on LoRA adapters: the penalty, the proximal step, and the sparsity log callback.
 
 The L1 target is either what the LoRA weights learned, ‖B‖₁ + ‖A − A₀‖₁ (B starts at zero, A at a random
 init A₀ that is no part of ΔW and must not be paid for), or the effective weight delta ΔW = s·B·A per
@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file, save_file
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
-from paft_core import files, sparsity
+from paft_core import density, files
 
 INIT_FILE = "lora_init.safetensors"  # A₀ beside the trainer's checkpoints: a resumed run pays the same L1
 # An L1 loss term under Adam leaves a weight it dominates oscillating within about one learning rate of
@@ -91,11 +91,11 @@ class ProximalL1(TrainerCallback):
 
 def sparsity_metrics(model: torch.nn.Module, with_delta: bool) -> dict[str, float]:
     """`sparsity/lora/*` always; `sparsity/delta/*` (one matmul per module) when asked."""
-    metrics = {f"sparsity/lora/{k}": v for k, v in sparsity.stats(lora_weights(model)).items()}
+    metrics = {f"sparsity/lora/{k}": v for k, v in density.stats(lora_weights(model)).items()}
     if with_delta:
         with torch.no_grad():
             deltas = delta_weights(model)
-        metrics.update({f"sparsity/delta/{k}": v for k, v in sparsity.stats(deltas).items()})
+        metrics.update({f"sparsity/delta/{k}": v for k, v in density.stats(deltas).items()})
     return metrics
 
 
@@ -107,22 +107,33 @@ def share_within(model: torch.nn.Module, bound: float) -> float:
         return inside / max(sum(p.numel() for p in weights), 1)
 
 
-class SparsityLogging:
-    """Trainer mixin: LoRA sparsity at every log, ΔW sparsity at every checkpoint and at the end."""
+class SparsityLog(TrainerCallback):
+    """LoRA-weight sparsity with every training-loss log; ΔW sparsity at every checkpoint and at the end.
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add LoRA-weight sparsity to the trainer's own metrics."""
-        if self.model.training and "loss" in logs:
-            logs.update(sparsity_metrics(self.model, with_delta=False))
-        super().log(logs, start_time)
+    The trainer gets it in its constructor's `callbacks`, ahead of MLflowCallback (which records the logs
+    it is handed, and may end its own run at on_train_end), then sets `trainer`: a callback has none.
+    """
 
-    def _save_checkpoint(self, model, trial) -> None:
-        # ΔW stats cost one matmul per module: log them where a checkpoint is written anyway.
-        self.log(sparsity_metrics(self.model, with_delta=True))
-        super()._save_checkpoint(model, trial)
+    def __init__(self) -> None:
+        self.trainer: Trainer | None = None  # whose public `log` carries the ΔW figures
 
-    def train(self, *args, **kwargs):
-        """Train, then log the final sparsity of the weights and of ΔW."""
-        output = super().train(*args, **kwargs)
-        self.log(sparsity_metrics(self.model, with_delta=True))
-        return output
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+        """Add LoRA-weight sparsity to the log of the training loss, in the same row."""
+        # Only the training-loss row: the ΔW rows on_save and on_train_end log re-enter here and pass through.
+        if not (logs and "loss" in logs and model is not None and model.training):
+            return
+        # Added to `logs` itself, not logged anew: callbacks after this one (MLflow) get it in the same call,
+        # and a nested trainer.log would log TRL's pending averages (SFT's task_loss, l1/*) a second time.
+        metrics = sparsity_metrics(model, with_delta=False)
+        logs.update(metrics)
+        row = state.log_history[-1] if state.log_history else {}
+        if row.get("loss") == logs["loss"]:  # Trainer.log appends this row just before on_log (5.23.0)
+            row.update(metrics)
+
+    def on_save(self, args, state, control, **kwargs):
+        """ΔW sparsity (one matmul per module) where a checkpoint is written anyway."""
+        self.trainer.log(sparsity_metrics(self.trainer.model, with_delta=True))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        """The final sparsity of the LoRA weights and of ΔW, before MLflowCallback may end its run."""
+        self.trainer.log(sparsity_metrics(self.trainer.model, with_delta=True))

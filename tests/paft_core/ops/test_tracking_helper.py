@@ -9,16 +9,18 @@ import time
 import pytest
 import yaml
 
-from paft_core import cli, models, tracking_process
+from paft import cli
+from paft_core import models
 from paft_core.config import TrackingSpec
-from paft_core.tracking_process import Helper, TrackingError
+from paft_core.ops import tracking_helper
+from paft_core.ops.tracking_helper import Helper, TrackingError
 from tests import tiny
 
 PARAMS = {"merge": {"method": "ties", "density": 0.5}}
 DYING_STAGE = """
 import os, signal
 from paft_core.config import TrackingSpec
-from paft_core.tracking_process import Helper
+from paft_core.ops.tracking_helper import Helper
 helper = Helper()
 opened = helper.stage_run(TrackingSpec(), "merge", {})
 opened.__enter__()
@@ -82,7 +84,7 @@ def test_a_helper_whose_run_is_never_opened_is_stopped(paft_home):
     with Helper() as helper:
         pass
     assert helper.process.returncode is not None
-    assert tracking_process.CALLS == ("log_merge",)
+    assert tracking_helper.CALLS == ("log_merge",)
 
 
 def test_paft_merge_reports_an_unusable_store_as_one_line(tiny_base, paft_home, tmp_path, capsys):

@@ -1,0 +1,5 @@
+"""`python -m paft ...`, as the `paft` console script."""
+
+from paft.cli import entry
+
+entry()
