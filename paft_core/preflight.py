@@ -13,7 +13,7 @@ from paft_core import command
 from paft_core.config import PipelineRun
 from paft_core.data import LoadedData
 from paft_core.errors import DataError
-from paft_core.stage import Branch
+from paft_core.stage import BRANCHES, Branch
 
 
 def check_fit(loaded: LoadedData, kind: Branch, tokenizer, max_length: int | None) -> str | None:
@@ -86,7 +86,7 @@ def main(args: argparse.Namespace) -> None:
     from paft_core.evaluation import runner
 
     spec = load_config(args.config)
-    loaded = {kind: data.load(getattr(spec, kind).data, kind) for kind in ("sft", "preference")}
+    loaded = {kind: data.load(getattr(spec, kind).data, kind) for kind in BRANCHES}
     if not args.without_eval:
         runner.check_sources(spec.evaluation)  # hub datasets reachable, before any training
     base = models.resolve(spec.model)

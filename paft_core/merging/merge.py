@@ -289,8 +289,7 @@ def _record_dtype(folder: Path, dtype: str) -> None:
     if dtype == "base" or not config.is_file():
         return
     values = json.loads(config.read_text())
-    values.update(dict.fromkeys([key for key in ("dtype", "torch_dtype") if key in values] or ["dtype"],
-                                dtype))
+    values.update(dict.fromkeys([k for k in ("dtype", "torch_dtype") if k in values] or ["dtype"], dtype))
     config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
