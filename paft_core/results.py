@@ -10,8 +10,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from paft_core.evaluation import suites
-
 RESULT_ENV = "PAFT_RESULT_FILE"
 
 
@@ -22,11 +20,7 @@ class SuiteScores(BaseModel):
     folder: str  # the eval stage folder: lm-eval's results and per-item outputs
     scores: dict[str, float]
     stderrs: dict[str, float] = Field(default_factory=dict)  # absent where lm-eval gave none
-
-    @property
-    def project(self) -> bool:
-        """Scored on the PAFT demo probes (project-made items), not a leaderboard suite."""
-        return suites.SUITES[self.label.split("-")[0]].project
+    project: bool = False  # the PAFT demo probes (project-made items), not a leaderboard suite
 
 
 class StageResult(BaseModel):

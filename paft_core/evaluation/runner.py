@@ -148,7 +148,7 @@ def _record(p: Plan, cached: bool) -> tuple[SuiteScores, list[dict]]:
 
 def _scores(p: Plan, scores: dict[str, dict]) -> SuiteScores:
     """One label's scores from its stage folder's record, with the standard errors lm-eval gave."""
-    return SuiteScores(label=p.label, folder=str(p.folder),
+    return SuiteScores(label=p.label, folder=str(p.folder), project=p.suite.project,
                        scores={name: score["value"] for name, score in scores.items()},
                        stderrs={name: score["stderr"] for name, score in scores.items()
                                 if score["stderr"] is not None})

@@ -80,7 +80,7 @@ def probe_run(folder, sft: list[int], pref: list[int]) -> StageResult:
         lines = "".join(json.dumps(row) + "\n" for row in rows)
         (folder / "lm_eval" / "samples" / f"{task}.jsonl").write_text(lines)
     sft_score, pref_score = (mean_and_stderr([100.0 * x for x in o]) for o in (sft, pref))
-    probes = SuiteScores(label=PROBES, folder=str(folder),
+    probes = SuiteScores(label=PROBES, folder=str(folder), project=True,
                          scores={"sft_skill": sft_score[0], "preference_skill": pref_score[0],
                                  "average": (sft_score[0] + pref_score[0]) / 2},
                          stderrs={"sft_skill": sft_score[1], "preference_skill": pref_score[1]})

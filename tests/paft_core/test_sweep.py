@@ -45,7 +45,7 @@ def test_a_candidate_sets_only_what_its_method_reads():
 def test_suite_average_keeps_the_leaderboard_suite_and_reads_its_average():
     spec = PipelineRun.model_validate({"evaluation": {"suites": ["paft_probes", "open_llm_v1"]},
                                        "sweep": {"objectives": ["sft_skill", "suite_average"]}})
-    probes = SuiteScores(label="paft_probes-limit50", folder="", scores={"sft_skill": 40.0,
+    probes = SuiteScores(label="paft_probes-limit50", folder="", project=True, scores={"sft_skill": 40.0,
                          "preference_skill": 70.0}, stderrs={"sft_skill": 2.0})
     v1 = SuiteScores(label="open_llm_v1-quick", folder="", scores={"average": 31.0, "arc": 20.0})
     evaluated = StageResult(stage="eval", suites=[probes, v1])
