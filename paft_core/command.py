@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from paft_core import stage
 from paft_core.errors import PaftError
 from paft_core.results import StageResult
 
@@ -58,8 +59,6 @@ def spec_argument(parser: argparse.ArgumentParser, about: str = "pipeline spec (
 
 def finished(stage_name: str, folder: Path, started: float) -> StageResult:
     """The result of a stage that wrote `folder`: its MLflow run, and whether an earlier run made it."""
-    from paft_core import stage
-
     done = folder / stage.DONE
     return StageResult(stage=stage_name, folder=str(folder), run_id=stage.recorded(folder).get("run_id"),
                        reused=done.stat().st_mtime < started)

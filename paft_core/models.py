@@ -200,8 +200,14 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> None:
     """Resolve the spec's base model and say where it is."""
-    resolved = resolve(load_config(args.config).model)
+    resolve_and_say(load_config(args.config).model)
+
+
+def resolve_and_say(spec: ModelSpec) -> ResolvedModel:
+    """`resolve`, then one line saying where the base model is and its fingerprint."""
+    resolved = resolve(spec)
     print(f"paft: base model {resolved.source} in {resolved.path} (sha256 {resolved.fingerprint[:12]})")
+    return resolved
 
 
 if __name__ == "__main__":

@@ -89,8 +89,7 @@ def main(args: argparse.Namespace) -> None:
     loaded = {kind: data.load(getattr(spec, kind).data, kind) for kind in BRANCHES}
     if not args.without_eval:
         runner.check_sources(spec.evaluation)  # hub datasets reachable, before any training
-    base = models.resolve(spec.model)
-    print(f"paft: base model {base.source} in {base.path} (sha256 {base.fingerprint[:12]})")
+    base = models.resolve_and_say(spec.model)
     for kind, found in loaded.items():
         fits(found, kind, base.path, spec)
         print(f"paft: {kind} data {found.origin}: {len(found.dataset)} rows, ok")
