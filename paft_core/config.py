@@ -76,6 +76,10 @@ class TrainSpec(Spec):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # fp32 on CPU; bf16 on recent GPUs
     gradient_checkpointing: bool = False  # trades ~30% speed for activation memory
     threads: int | None = Field(None, ge=1)  # torch CPU threads for this branch; None: torch decides
+    # > 1: `accelerate launch` of the branch, one process per GPU (or core); global batch = batch_size ×
+    # grad_accum × processes. strategy: configs/accelerate/<strategy>.yaml (deepspeed: if installed)
+    processes: int = Field(1, ge=1)
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
 
 
 class SFTSpec(Spec):

@@ -84,8 +84,11 @@ def main(args: argparse.Namespace) -> None:
     from paft_core import data, models
     from paft_core.config import load_config
     from paft_core.evaluation import runner
+    from paft_core.training import launch
 
     spec = load_config(args.config)
+    for kind in BRANCHES:
+        launch.check(getattr(spec, kind).train, f"{kind}.train")
     loaded = {kind: data.load(getattr(spec, kind).data, kind) for kind in BRANCHES}
     if not args.without_eval:
         runner.check_sources(spec.evaluation)  # hub datasets reachable, before any training

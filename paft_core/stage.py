@@ -42,7 +42,13 @@ L1_OBJECTIVE = "lora: |B| + |A - A0|"
 
 def branch_reads(run, branch: str) -> dict:
     """The spec fields a training branch reads: the base model and the branch's own section."""
-    reads = {"model": run.model.model_dump(), branch: getattr(run, branch).model_dump()}
+    section = getattr(run, branch).model_dump()
+    # How a branch is spread over processes is no part of what it learns (processes > 1 is: a larger batch);
+    # left out at one process, folders trained before these fields existed keep their identity.
+    del section["train"]["strategy"]
+    if section["train"]["processes"] == 1:
+        del section["train"]["processes"]
+    reads = {"model": run.model.model_dump(), branch: section}
     if branch == "sft" and run.sft.l1.strength:
         reads["l1_objective"] = L1_OBJECTIVE
     return reads

@@ -10,6 +10,7 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from paft_core.merging import deltas
 from paft_core.ops import tracking
 from paft_core.results import StageResult
 from paft_core.stage import Branch
+from paft_core.training import launch
 
 BuildTrainer = Callable[..., Trainer]
 # Trainer arguments that TrainingArguments rewrites after init (or masks): never "changed" for a user
@@ -34,33 +36,50 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 
 def run_branch(spec: PipelineRun, branch: Branch, build: BuildTrainer, out: Path | None = None,
                callbacks: Sequence[TrainerCallback] = ()) -> Path:
-    """Train one branch into `out` (default: .paft/stages/<branch>-<spec hash>); return the folder."""
+    """Train one branch into `out` (default: .paft/stages/<branch>-<spec hash>); return the folder.
+
+    Launched over several processes, every rank trains; rank 0 alone claims the folder, opens the MLflow
+    run, publishes the adapter and marks the stage complete (the Trainer writes checkpoints the same way).
+    """
     branch_spec = getattr(spec, branch)
     reads = stage.branch_reads(spec, branch)
-    out = Path(out) if out else stage.default_folder(branch, reads)
+    out = folder(spec, branch, out)
     dataset = data.load(branch_spec.data, branch)
     base = models.resolve(spec.model)
     preflight.fits(dataset, branch, base.path, spec)  # before the folder is claimed
-    if stage.claim(out, branch, reads) == "complete":
+    main = launch.is_main()
+    if main and stage.claim(out, branch, reads) == "complete":
         print(f"paft: {branch} already complete in {out}; reusing it", flush=True)
         return out
-    stage.check_inputs(out, {"model": base.fingerprint, "data": dataset.fingerprint})
+    if main:
+        stage.check_inputs(out, {"model": base.fingerprint, "data": dataset.fingerprint})
     _seed_and_threads(branch_spec.train)
     checkpoint = last_whole_checkpoint(out / "checkpoints")
     tags = {"paft.base_model": base.source, "paft.base_fingerprint": base.fingerprint,
             "paft.data_fingerprint": dataset.fingerprint, "paft.output": str(out),
-            "paft.resumed_from": Path(checkpoint).name if checkpoint else "none"}
-    with tracking.stage_run(spec.tracking, branch, reads, tags) as run_id:
+            "paft.resumed_from": Path(checkpoint).name if checkpoint else "none",
+            "paft.processes": str(branch_spec.train.processes)}
+    tracked = tracking.stage_run(spec.tracking, branch, reads, tags) if main else nullcontext()
+    with tracked as run_id:
         model, tokenizer = load_base(base.path, spec.model, branch_spec.train)
         trainer = build(branch_spec, model, tokenizer, dataset.dataset, out / "checkpoints",
                         [TrackedSettings(), *callbacks])
         trainer.train(resume_from_checkpoint=checkpoint)
+        if not main:  # take part in gathering the adapter (FSDP); rank 0 writes it
+            trainer.save_model(out / ".adapter.tmp")
+            return out
         adapter = stage.publish(out, "adapter", lambda folder: _save_adapter(trainer, folder))
         trainer.state.save_to_json(str(out / "trainer_state.json"))
         tracking.log_folder(adapter, "adapter")
         stage.finish(out, {"run_id": run_id, "adapter": "adapter", "global_step": trainer.state.global_step,
-                           "resumed_from": tags["paft.resumed_from"]})
+                           "resumed_from": tags["paft.resumed_from"],
+                           "processes": branch_spec.train.processes})
     return out
+
+
+def folder(spec: PipelineRun, branch: Branch, out: Path | None) -> Path:
+    """A branch's stage folder: `out` when given, else .paft/stages/<branch>-<hash of what it reads>."""
+    return Path(out) if out else stage.default_folder(branch, stage.branch_reads(spec, branch))
 
 
 class TrackedSettings(MLflowCallback):
@@ -137,6 +156,7 @@ def trainer_args(train: TrainSpec, output_dir: Path) -> dict:
         save_total_limit=2, report_to="none", use_cpu=not on_gpu,  # MLflow: TrackedSettings, added below
         bf16=train.precision == "bf16", fp16=train.precision == "fp16",
         gradient_checkpointing=train.gradient_checkpointing, max_length=train.max_length,
+        ddp_find_unused_parameters=False,  # several processes: every LoRA weight takes part in each step
     )
 
 
@@ -153,13 +173,22 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default: .paft/stages/<branch>-<hash>)")
 
 
-def stage_main(branch: Branch, train: Callable[..., Path], args: argparse.Namespace) -> StageResult:
-    """Train one branch of the spec at `args.config` (`train`); say where its adapter is."""
+def stage_main(branch: Branch, train: Callable[..., Path], args: argparse.Namespace) -> StageResult | None:
+    """Train one branch of the spec at `args.config` (`train`), launched over its processes when it has
+    several; say where its adapter is (rank 0)."""
     spec = load_config(args.config)
+    settings = getattr(spec, branch).train
+    launch.check(settings, f"{branch}.train")
     command.check_tracking(spec)
     started = time.time()
-    out = train(spec, args.out)
-    print(f"paft: {branch} adapter in {out / 'adapter'}", flush=True)
+    out = folder(spec, branch, args.out)
+    if launch.wanted(settings) and not (out / stage.DONE).is_file():
+        launch.run(f"paft_core.training.{branch}", settings, launch.forwarded(args))  # rank 0 says where
+    else:
+        out = train(spec, args.out)
+        if not launch.is_main():
+            return None
+        print(f"paft: {branch} adapter in {out / 'adapter'}", flush=True)
     return command.finished(branch, out, started)
 
 

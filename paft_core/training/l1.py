@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 
 from paft_core import density, files
+from paft_core.training import launch
 
 INIT_FILE = "lora_init.safetensors"  # A₀ beside the trainer's checkpoints: a resumed run pays the same L1
 # An L1 loss term under Adam leaves a weight it dominates oscillating within about one learning rate of
@@ -48,10 +49,11 @@ def lora_origins(model: torch.nn.Module, folder: Path) -> dict[int, torch.Tensor
     path = Path(folder) / INIT_FILE
     if path.is_file():
         saved = load_file(path)
-    else:
+    else:  # every rank of a launched branch starts from the same seed, hence the same A₀; rank 0 keeps it
         saved = {name: p.detach().clone().contiguous() for name, p in named.items() if "lora_A" in name}
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        files.publish_file(path, lambda tmp: save_file(saved, tmp))
+        if launch.is_main():
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            files.publish_file(path, lambda tmp: save_file(saved, tmp))
     return {id(p): saved[name].to(p.device, p.dtype) if name in saved else torch.zeros_like(p)
             for name, p in named.items()}
 

@@ -41,8 +41,10 @@ class L1SFTTrainer(SFTTrainer):
         # `current_gradient_accumulation_steps` is Trainer-internal (transformers 5.23.0): this step's
         # micro-batches, fewer than args.gradient_accumulation_steps on an epoch's last step.
         # A loss Trainer will not divide is a share of the step's loss: undo that for the logged value.
-        self._metrics["train"]["task_loss"].append(
-            loss.item() * (self.current_gradient_accumulation_steps if scaled else 1))
+        # Over several processes, each rank's share: their mean is the step's loss, as Trainer logs it.
+        mean = self.accelerator.gather(loss.detach()).mean().item()
+        accumulated = self.current_gradient_accumulation_steps if scaled else 1
+        self._metrics["train"]["task_loss"].append(mean * accumulated)
         if not (self.l1.strength > 0 and self.l1.mode == "loss"):
             return out
         norm = l1_norm(model, self.l1.target, self.origins)
@@ -60,7 +62,7 @@ class L1SFTTrainer(SFTTrainer):
         """Train; say in one line when the L1 penalty left an adapter that changes (almost) nothing."""
         output = super().train(*args, **kwargs)
         share = share_within(self.model, 2 * self.args.learning_rate) if self.l1.strength else 0.0
-        if share >= DEAD_SHARE:
+        if share >= DEAD_SHARE and self.is_world_process_zero():
             print(f"paft: sft.l1.strength {self.l1.strength:g} left {share:.1%} of the LoRA B entries within "
                   "two learning rates of zero: ΔW is all zero or noise, the SFT delta will teach nothing; "
                   "lower sft.l1.strength", flush=True)
