@@ -30,8 +30,9 @@ DEPLOYMENTS = {
     "demo": Deployment(PIPELINE, "configs/pipeline/demo.yaml"),  # Run from the UI, the spec as a form
     "demo-weekly": Deployment(PIPELINE, "configs/pipeline/demo.yaml", cron="0 3 * * 1"),  # retraining
     "sweep": Deployment(SWEEP, "configs/pipeline/demo.yaml"),  # `paft sweep`: the recipes' Pareto front
-    # orchestration.branch_deployment: paft-branch/train; one worker per GPU machine, --limit 1 each
-    "train": Deployment(BRANCH, "configs/pipeline/demo.yaml", extra={"branch": "sft"}),
+    # orchestration.branch_deployment: paft-branch/train-{branch}, each branch on its pool (--branch-pool)
+    "train-sft": Deployment(BRANCH, "configs/pipeline/demo.yaml", extra={"branch": "sft"}),
+    "train-preference": Deployment(BRANCH, "configs/pipeline/demo.yaml", extra={"branch": "preference"}),
 }
 
 
@@ -67,24 +68,41 @@ def flow_of(row: Deployment):
     return getattr(importlib.import_module(file.removesuffix(".py").replace("/", ".")), function)
 
 
-def deploy(pool: str | None = None, source: str | None = None) -> None:
-    """Register every row with the Prefect API on its pool (or `pool`), one line each."""
+def deploy(pool: str | None = None, source: str | None = None, branch_pools: dict[str, str] | None = None
+           ) -> None:
+    """Register every row with the Prefect API on its pool (`pool` for all; a branch row on its branch's pool
+    in `branch_pools`), one line each."""
     from prefect import flow, get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.settings import get_current_settings
 
     servers.check_prefect(get_current_settings().api.url)
     ready = checked(DEPLOYMENTS)
-    wanted = {pool or row.pool for row in DEPLOYMENTS.values()}
+    branch_pools = branch_pools or {}
+    pools = {name: branch_pools.get(branch_of(row)) or pool or row.pool for name, row in DEPLOYMENTS.items()}
     with get_client(sync_client=True) as client:
-        missing = wanted - {found.name for found in client.read_work_pools()}
-        if POOL in missing:  # the default local pool is made on first use; others carry a job template
-            client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
-    if missing - {POOL}:
-        raise ServerError(f"work pool {min(missing - {POOL})!r} does not exist: create it first (`prefect "
-                          "work-pool create NAME --type docker --base-job-template deployments/FILE.json`)")
+        found = {found.name: found for found in client.read_work_pools()}
+        if POOL in set(pools.values()) - set(found):  # the default local pool is made on first use
+            found[POOL] = client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+    if missing := set(pools.values()) - set(found):  # others carry a job template
+        raise ServerError(f"work pool {min(missing)!r} does not exist: create it first (`prefect work-pool "
+                          "create NAME --type docker --base-job-template deployments/FILE.json`)")
     for name, row in DEPLOYMENTS.items():
         loaded = flow.from_source(source=source or str(paths.PROJECT_ROOT), entrypoint=row.entrypoint)
-        loaded.deploy(name, work_pool_name=pool or row.pool, cron=row.cron, parameters=ready[name],
-                      print_next_steps=False, ignore_warnings=True)
-        print(f"paft: deployment {loaded.name}/{name} registered on work pool {pool or row.pool}", flush=True)
+        loaded.deploy(name, work_pool_name=pools[name], cron=row.cron, parameters=ready[name],
+                      job_variables=gpus(row, ready[name], found[pools[name]]), print_next_steps=False,
+                      ignore_warnings=True)
+        print(f"paft: deployment {loaded.name}/{name} registered on work pool {pools[name]}", flush=True)
+
+
+def branch_of(row: Deployment) -> str | None:
+    """The branch a row trains alone (the paft-branch flow), else None."""
+    return (row.extra or {}).get("branch") if row.entrypoint == BRANCH else None
+
+
+def gpus(row: Deployment, parameters: dict[str, Any], pool) -> dict[str, int]:
+    """A branch row on a pool whose job template asks for GPUs: one per process of that branch."""
+    branch = branch_of(row)
+    if branch is None or "gpus" not in pool.base_job_template.get("variables", {}).get("properties", {}):
+        return {}
+    return {"gpus": parameters["spec"][branch]["train"]["processes"]}

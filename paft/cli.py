@@ -130,6 +130,8 @@ def _add_servers(commands) -> None:
     deploy = commands.add_parser("deploy", help="register the deployments at PREFECT_API_URL")
     deploy.add_argument("--pool", help="work pool for every deployment (default: their own, paft-process)")
     deploy.add_argument("--source", help="where workers fetch the code: a git URL (default: this folder)")
+    deploy.add_argument("--branch-pool", action="append", default=[], metavar="BRANCH=POOL",
+                        help="work pool of a branch's deployment (paft-branch/train-BRANCH); once per branch")
     deploy.set_defaults(handler=_deploy)
 
 
@@ -147,5 +149,13 @@ def _ui(args: argparse.Namespace) -> None:
 
 def _deploy(args: argparse.Namespace) -> None:
     from deployments.deploy import deploy
+    from paft_core.errors import ConfigError
+    from paft_core.stage import BRANCHES
 
-    deploy(args.pool, args.source)
+    pools = dict(given.partition("=")[::2] for given in args.branch_pool)
+    wrong = [given for given in args.branch_pool if given.partition("=")[0] not in BRANCHES
+             or not given.partition("=")[2]]
+    if wrong:
+        raise ConfigError(f"--branch-pool {wrong[0]!r}: expected BRANCH=POOL with BRANCH one of "
+                          f"{', '.join(BRANCHES)}, e.g. --branch-pool sft=gpu-a")
+    deploy(args.pool, args.source, pools)

@@ -175,7 +175,19 @@ class EvalSpec(Spec):
 class OrchestrationSpec(Spec):
     """Where the flow trains the branches: as processes beside it, or each as its own deployment."""
 
-    branch_deployment: str | None = None  # "paft-branch/<name>": one run per branch; PAFT_HOME shared
+    # "paft-branch/<name>", one flow run per branch; "paft-branch/train-{branch}": each on its own pool.
+    # PAFT_HOME must be one storage on every machine (NFS, a bucket mount): the merge reads both adapters.
+    branch_deployment: str | None = None
+    worker_timeout: int = Field(300, ge=1)  # seconds to wait for a worker on a branch's pool, then fail
+
+    @model_validator(mode="after")
+    def _only_branch_is_filled_in(self) -> "OrchestrationSpec":
+        try:
+            (self.branch_deployment or "").format(branch="sft")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"branch_deployment {self.branch_deployment!r}: only {{branch}} may be filled "
+                             "in, e.g. paft-branch/train-{branch}") from None
+        return self
 
 
 BASELINES = ("base", "sft-only", "preference-only", "sequential", "paft-no-l1")

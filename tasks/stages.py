@@ -13,6 +13,7 @@ from paft_core.config import PipelineRun, Spec, load_config, write_config
 from paft_core.ops.tracking import PARENT_ENV, VARIANT_ENV
 from paft_core.results import StageResult
 from paft_core.stage import Branch
+from tasks import remote
 from tasks.process import StageFailed, cores_if_alone, run_stage
 
 # What a branch reads of a pipeline spec: the `paft-branch` deployment's form shows these sections only.
@@ -44,17 +45,22 @@ def train_branch(spec_file: str, branch: Branch, parent_run_id: str, variant: st
 
 @task(name="train-elsewhere", task_run_name="train-{branch}-remote")
 def train_remote(spec_file: str, branch: Branch, parent_run_id: str) -> StageResult:
-    """Train one branch through its own deployment (another machine)."""
+    """Train one branch through its own deployment (its pool, another machine) into the shared PAFT_HOME."""
     from prefect.deployments import run_deployment
 
     spec = load_config(spec_file)
+    name = remote.deployment_name(spec.orchestration, branch)
+    remote.wait_for_worker(name, spec.orchestration.worker_timeout)
     sections = spec.model_dump(mode="json", by_alias=True, include=set(BranchRun.model_fields))
-    parameters = {"spec": sections, "branch": branch, "parent_run_id": parent_run_id}
-    run = run_deployment(spec.orchestration.branch_deployment, parameters=parameters, as_subflow=True)
+    parameters = {"spec": sections, "branch": branch, "parent_run_id": parent_run_id,
+                  "home_mark": remote.mark_home()}
+    run = run_deployment(name, parameters=parameters, as_subflow=True)
     if not run.state or not run.state.is_completed():
-        raise StageFailed(f"branch {branch} on {spec.orchestration.branch_deployment} ended "
-                          f"{run.state.name if run.state else 'without a state'}; see its flow run {run.id}")
+        ended = f"{run.state.name}: {run.state.message}" if run.state else "without a state"
+        raise StageFailed(f"branch {branch} on {name} ended {ended} (flow run {run.id})")
     folder = stage.default_folder(branch, stage.branch_reads(spec, branch))  # on the shared PAFT_HOME
+    if not (folder / stage.DONE).is_file():
+        raise StageFailed(remote.unshared(folder, name))
     return StageResult(stage=branch, folder=str(folder), run_id=stage.recorded(folder).get("run_id"))
 
 

@@ -14,7 +14,8 @@ from paft_core.merging.checkpoint import Reader
 from paft_core.merging.methods import Recipe, combine
 from tests import tiny
 
-SHIPPED = sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
+SHIPPED = sorted(Path(__file__).resolve().parents[1].glob("configs/pipeline/**/*.yaml"))
+LAUNCHERS = sorted(Path(__file__).resolve().parents[1].glob("configs/accelerate/*.yaml"))
 
 
 def test_configs_are_shipped():
@@ -26,6 +27,18 @@ def test_shipped_config_validates(path):
     spec = load_config(path)
     assert isinstance(spec, PipelineRun)
     assert spec.sft.l1.strength > 0  # every shipped recipe is PAFT: the SFT delta is sparsified
+
+
+@pytest.mark.parametrize("path", LAUNCHERS, ids=lambda p: p.name)
+def test_shipped_launcher_config_is_one_accelerate_reads_for_its_strategy(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from paft_core.config import TrainSpec
+
+    config = load_config_from_file(str(path))
+    expected = {"ddp": "MULTI_GPU", "fsdp": "FSDP", "deepspeed": "DEEPSPEED"}[path.stem]
+    assert str(config.distributed_type).split(".")[-1] == expected
+    assert path.stem in TrainSpec.model_fields["strategy"].annotation.__args__  # a spec can name it
 
 
 def write(tmp_path, text: str) -> Path:

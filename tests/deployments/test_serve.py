@@ -201,7 +201,7 @@ def test_paft_deploy_registers_the_table_on_a_process_pool(served):
     env = {**os.environ, "PREFECT_API_URL": api.url}
     result = paft_deploy(api, home)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "paft: deployment paft-branch/train registered on work pool paft-process" in result.stdout
+    assert "paft: deployment paft-branch/train-sft registered on work pool paft-process" in result.stdout
     weekly = api.ok("GET", "/deployments/name/paft/demo-weekly")
     assert weekly["work_pool_name"] == "paft-process" and weekly["schedules"][0]["schedule"]["cron"]
     assert api.ok("GET", "/work_pools/paft-process")["type"] == "process"
