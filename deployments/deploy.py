@@ -81,28 +81,20 @@ def deploy(pool: str | None = None, source: str | None = None, branch_pools: dic
     branch_pools = branch_pools or {}
     pools = {name: branch_pools.get(branch_of(row)) or pool or row.pool for name, row in DEPLOYMENTS.items()}
     with get_client(sync_client=True) as client:
-        found = {found.name: found for found in client.read_work_pools()}
-        if POOL in set(pools.values()) - set(found):  # the default local pool is made on first use
-            found[POOL] = client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
-    if missing := set(pools.values()) - set(found):  # others carry a job template
+        found = {found.name for found in client.read_work_pools()}
+        if POOL in set(pools.values()) - found:  # the default local pool is made on first use
+            client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+            found.add(POOL)
+    if missing := set(pools.values()) - found:  # others carry a job template
         raise ServerError(f"work pool {min(missing)!r} does not exist: create it first (`prefect work-pool "
                           "create NAME --type docker --base-job-template deployments/FILE.json`)")
     for name, row in DEPLOYMENTS.items():
         loaded = flow.from_source(source=source or str(paths.PROJECT_ROOT), entrypoint=row.entrypoint)
         loaded.deploy(name, work_pool_name=pools[name], cron=row.cron, parameters=ready[name],
-                      job_variables=gpus(row, ready[name], found[pools[name]]), print_next_steps=False,
-                      ignore_warnings=True)
+                      print_next_steps=False, ignore_warnings=True)
         print(f"paft: deployment {loaded.name}/{name} registered on work pool {pools[name]}", flush=True)
 
 
 def branch_of(row: Deployment) -> str | None:
     """The branch a row trains alone (the paft-branch flow), else None."""
     return (row.extra or {}).get("branch") if row.entrypoint == BRANCH else None
-
-
-def gpus(row: Deployment, parameters: dict[str, Any], pool) -> dict[str, int]:
-    """A branch row on a pool whose job template asks for GPUs: one per process of that branch."""
-    branch = branch_of(row)
-    if branch is None or "gpus" not in pool.base_job_template.get("variables", {}).get("properties", {}):
-        return {}
-    return {"gpus": parameters["spec"][branch]["train"]["processes"]}

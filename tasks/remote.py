@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 
 from paft_core import paths
-from paft_core.config import OrchestrationSpec
+from paft_core.config import OrchestrationSpec, TrainSpec
 from paft_core.errors import ServerError
 
 MARKS = "shared-home"  # PAFT_HOME/shared-home/<id>: written here, looked for by the branch's flow run
@@ -38,6 +38,20 @@ def wait_for_worker(name: str, timeout: int) -> str:
                                   f"--pool {pool}` on a machine that mounts this PAFT_HOME")
             time.sleep(2)
     return pool
+
+
+def job_variables(pool: str, train: TrainSpec) -> dict[str, int]:
+    """This run's job variables on `pool`: one GPU per process of the branch where its template asks for
+    GPUs (deployments/kubernetes-job-template.json), nothing on others."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return gpus_for(client.read_work_pool(pool).base_job_template, train)
+
+
+def gpus_for(template: dict, train: TrainSpec) -> dict[str, int]:
+    """`gpus` = the branch's processes, if the pool's base job template has that variable."""
+    return {"gpus": train.processes} if "gpus" in template.get("variables", {}).get("properties", {}) else {}
 
 
 def mark_home() -> str:

@@ -50,11 +50,12 @@ def train_remote(spec_file: str, branch: Branch, parent_run_id: str) -> StageRes
 
     spec = load_config(spec_file)
     name = remote.deployment_name(spec.orchestration, branch)
-    remote.wait_for_worker(name, spec.orchestration.worker_timeout)
+    pool = remote.wait_for_worker(name, spec.orchestration.worker_timeout)
     sections = spec.model_dump(mode="json", by_alias=True, include=set(BranchRun.model_fields))
     parameters = {"spec": sections, "branch": branch, "parent_run_id": parent_run_id,
                   "home_mark": remote.mark_home()}
-    run = run_deployment(name, parameters=parameters, as_subflow=True)
+    run = run_deployment(name, parameters=parameters, as_subflow=True,
+                         job_variables=remote.job_variables(pool, getattr(spec, branch).train))
     if not run.state or not run.state.is_completed():
         ended = f"{run.state.name}: {run.state.message}" if run.state else "without a state"
         raise StageFailed(f"branch {branch} on {name} ended {ended} (flow run {run.id})")
