@@ -26,8 +26,9 @@ def run(handler: Handler, args: argparse.Namespace) -> int:
         for line in str(err).splitlines():
             print(f"paft: error: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM: the stage's MLflow run ends KILLED on the way out
-        signal_name = stopped_by[0] if stopped_by else "SIGINT"
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM: the stage's MLflow run ends KILLED on the way out
+        # a launcher that caught the signal itself (several processes) names it in the interrupt
+        signal_name = stopped_by[0] if stopped_by else str(stop) or "SIGINT"
         _close_progress_bars()
         print(f"paft: stopped by {signal_name}; run the same command again to resume", file=sys.stderr)
         return 128 + getattr(signal, signal_name)

@@ -66,8 +66,8 @@ def run(module: str, train: TrainSpec, argv: list[str]) -> None:
         launch_command(args)
     except ChildFailedError as err:
         raise RankFailed(_describe(err, train.processes)) from None
-    except SignalException as err:  # the launcher stopped the ranks (SIGTERM to each): stop as on Ctrl-C
-        raise KeyboardInterrupt from err
+    except SignalException as err:  # the launcher passed the signal to every rank: stop as on Ctrl-C
+        raise KeyboardInterrupt(err.sigval.name) from None
 
 
 def _describe(err, processes: int) -> str:

@@ -18,8 +18,6 @@ from paft_core.errors import ConfigError
 from paft_core.training import launch
 from tests import tiny
 
-pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="two processes need two cores")
-
 
 def branch_command(spec_file, home, **popen):
     """`python -m paft_core.training.sft SPEC` as a user runs it, on its own PAFT_HOME."""
@@ -74,8 +72,8 @@ def rank_process(launcher: psutil.Process, rank: str) -> psutil.Process:
     raise LookupError(rank)
 
 
-def test_killed_rank_fails_in_one_line_and_the_rerun_resumes(tiny_base, tmp_path, monkeypatch):
-    monkeypatch.setenv("PAFT_HOME", str(tmp_path / "home"))
+def started_two_ranks(tiny_base, tmp_path):
+    """A 2-process SFT stage (60 steps, a checkpoint every 2), once its first checkpoint is whole."""
     spec = tiny.spec(tiny_base, sft__train__processes=2, sft__train__max_steps=60, sft__train__save_steps=2)
     spec_file = write_config(spec, tmp_path / "spec.yaml")
     folder = stage.default_folder("sft", stage.branch_reads(spec, "sft"))
@@ -84,6 +82,12 @@ def test_killed_rank_fails_in_one_line_and_the_rerun_resumes(tiny_base, tmp_path
     while not (folder / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file():
         assert run.poll() is None and time.time() < deadline, run.communicate()[1][-2000:]
         time.sleep(0.05)
+    return run, spec_file, folder
+
+
+def test_killed_rank_fails_in_one_line_and_the_rerun_resumes(tiny_base, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAFT_HOME", str(tmp_path / "home"))
+    run, spec_file, folder = started_two_ranks(tiny_base, tmp_path)
     rank_process(psutil.Process(run.pid), "1").send_signal(signal.SIGKILL)
     _, err = run.communicate(timeout=300)
     assert run.returncode == 2
@@ -97,6 +101,20 @@ def test_killed_rank_fails_in_one_line_and_the_rerun_resumes(tiny_base, tmp_path
     assert done["resumed_from"].startswith("checkpoint-") and done["global_step"] == 60
     _, runs = tiny.tracked_runs(tmp_path / "home")
     assert [run.info.status for run in runs] == ["KILLED", "FINISHED"]  # rank 0 was stopped, not left RUNNING
+
+
+def test_sigterm_stops_every_rank_as_ctrl_c_does(tiny_base, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAFT_HOME", str(tmp_path / "home"))
+    run, _, folder = started_two_ranks(tiny_base, tmp_path)
+    ranks = [rank_process(psutil.Process(run.pid), rank) for rank in ("0", "1")]
+    run.send_signal(signal.SIGTERM)  # what the flow sends a stage it stops
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 143
+    assert err.splitlines()[-1] == "paft: stopped by SIGTERM; run the same command again to resume"
+    assert not any(rank.is_running() and rank.status() != psutil.STATUS_ZOMBIE for rank in ranks)
+    _, runs = tiny.tracked_runs(tmp_path / "home")
+    assert [run.info.status for run in runs] == ["KILLED"]
+    assert not (folder / stage.DONE).exists()
 
 
 def test_more_processes_than_cores_is_one_line(tiny_base):
