@@ -1,12 +1,12 @@
 """GPU check of the training branches: both SmolLM2 demo branches at once on one GPU and one after the other,
-each against plain TRL on the same settings; with two or more GPUs, also the SFT branch as 2-process DDP.
+each against plain TRL on the same settings; with two or more GPUs, the SFT branch as 2-process DDP and FSDP.
 
     .venv/bin/python benchmarks/branch_gpu_check.py              # on a machine with a GPU, ~3 min
     .venv/bin/python benchmarks/branch_gpu_check.py --allow-cpu --steps 4   # smoke run of this script
 
 Every run is a fresh process with its own PAFT_HOME (no stage reused). Step time is the Trainer's
-train_runtime over its steps; tokens/s is TRL's logged num_tokens over that runtime (SFT logs it; DPO does
-not, shown as —); GPU memory is the device's peak `memory.used` by nvidia-smi while the
+train_runtime over its steps; tokens/s is TRL's logged num_tokens over that runtime (— where a trainer logs
+none); GPU memory is the device's peak `memory.used` by nvidia-smi while the
 run lasts (both branches together when parallel). Prints a markdown table for BENCHMARKS.md.
 """
 
@@ -49,13 +49,14 @@ class GpuPeak:
         self._thread.join()
 
 
-def spec_file(folder: Path, steps: int, on_gpu: bool, processes: int = 1) -> Path:
+def spec_file(folder: Path, steps: int, on_gpu: bool, processes: int = 1, strategy: str = "ddp") -> Path:
     """The demo spec, `steps` steps per branch, bf16 on a GPU, no checkpoints, no thread cap."""
     from paft_core.config import load_config, write_config
 
     spec = load_config(ROOT / "configs/pipeline/demo.yaml").model_dump(by_alias=True)
     for branch in BRANCHES:
         spec[branch]["train"].update(max_steps=steps, save_steps=10_000, threads=None, processes=processes,
+                                     strategy=strategy,
                                      precision="bf16" if on_gpu else "fp32", batch_size=8 if on_gpu else 2)
     from paft_core.config import PipelineRun
 
@@ -173,14 +174,17 @@ def main() -> None:
         for branch in BRANCHES:
             fig, peak = plain_trl(scratch, spec, branch)
             rows.append(("plain TRL", branch, fig, peak, None))
-        if gpus >= 2:
-            ddp = spec_file(scratch / "ddp", args.steps, True, processes=2)
-            home = scratch / "ddp-home"
-            with GpuPeak() as gpu:
+        if gpus >= 2:  # the SFT branch as two processes: DDP, then FSDP2 (only GPUs shard)
+            for strategy in ("ddp", "fsdp"):
+                spread = spec_file(scratch / strategy, args.steps, True, processes=2, strategy=strategy)
+                home = scratch / f"{strategy}-home"
                 begin = time.perf_counter()
-                finished(started([sys.executable, "-m", "paft_core.training.sft", str(ddp)], home), "DDP sft")
-            rows.append(("paft, 2-process DDP (global batch ×2)", "sft", stage_figures(home, "sft"), gpu.peak,
-                         time.perf_counter() - begin))
+                with GpuPeak() as gpu:
+                    finished(started([sys.executable, "-m", "paft_core.training.sft", str(spread)], home),
+                             f"{strategy} sft")
+                measured = stage_figures(home, "sft")
+                rows.append((f"paft, 2-process {strategy} (global batch ×2)", "sft", measured, gpu.peak,
+                             time.perf_counter() - begin))
         print(f"\n{gpus} GPU(s), {args.steps} steps per branch, torch {torch.__version__}\n")
         print(table(rows))
     finally:

@@ -48,6 +48,9 @@ def check(train: TrainSpec, field: str) -> None:
         if train.processes > count:
             raise ConfigError(f"{field}.processes {train.processes} is more than the {count} {what}; "
                               f"use at most {count}, or run the branch where more are")
+        if train.strategy != "ddp" and what.startswith("CPU"):  # accelerate would quietly run DDP instead
+            raise ConfigError(f"{field}.strategy {train.strategy!r} shards over GPUs and there is none here; "
+                              "use 'ddp' on CPU")
     if train.strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(f"{field}.strategy 'deepspeed' needs the deepspeed package, which is not installed "
                           "(pip install deepspeed, on a GPU machine); or use 'ddp' or 'fsdp'")

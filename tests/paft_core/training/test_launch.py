@@ -132,6 +132,12 @@ def test_deepspeed_without_the_package_is_one_line(tiny_base, monkeypatch):
         launch.check(spec.sft.train, "sft.train")
 
 
+def test_a_sharding_strategy_without_a_gpu_is_one_line(tiny_base):
+    spec = tiny.spec(tiny_base, sft__train__processes=2, sft__train__strategy="fsdp")
+    with pytest.raises(ConfigError, match="sft.train.strategy 'fsdp' shards over GPUs and there is none"):
+        launch.check(spec.sft.train, "sft.train")
+
+
 def test_one_process_keeps_the_stage_folders_trained_before(tiny_base):
     spec = tiny.spec(tiny_base)
     reads = stage.branch_reads(spec, "sft")
