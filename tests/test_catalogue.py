@@ -122,9 +122,23 @@ def sweep_empty_range(tmp_path, tiny_base, produced):
         "sweep: density range [0.6, 0.1] is empty: give [low, high] with low ≤ high"
 
 
+def more_processes_than_cores(tmp_path, tiny_base, produced):
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    spec = tiny.spec(tiny_base, preference__train__processes=cores + 1)
+    return ["validate", spec_file(tmp_path, spec)], f"preference.train.processes {cores + 1} is more than"
+
+
+def fsdp_without_gpu(tmp_path, tiny_base, produced):
+    spec = tiny.spec(tiny_base, sft__train__processes=2, sft__train__strategy="fsdp")
+    return ["train", "sft", spec_file(tmp_path, spec)], "sft.train.strategy 'fsdp' shards over GPUs"
+
+
 CASES = [empty_spec, bad_field, missing_data, not_utf8, parquet_named_jsonl, prompts_fill_max_length,
          chat_rows_without_template, truncated_weights, dead_tracking_server, hub_evaluation_offline,
-         negative_merge_scale, adapter_of_another_base, sweep_without_probes, sweep_empty_range]
+         negative_merge_scale, adapter_of_another_base, sweep_without_probes, sweep_empty_range,
+         more_processes_than_cores, fsdp_without_gpu]
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
