@@ -40,6 +40,8 @@ class MergeSpec(Spec):
     lora_rank: int | None = Field(None, ge=1)  # also export the merged delta as a LoRA of this rank
     # merged weights' dtype; "base": each tensor as the base stores it (bf16 rounds tiny ΔW away)
     dtype: Literal["base", "float32", "bfloat16", "float16"] = "base"
+    # where the arithmetic runs: auto is CUDA when torch sees a GPU (I/O streamed either way)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @model_validator(mode="before")
     @classmethod

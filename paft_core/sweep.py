@@ -160,7 +160,8 @@ def cache_file(spec: PipelineRun, candidate: Candidate) -> Path:
     """Where a candidate's scores are kept: keyed by its recipe, the branches it merges and its evaluation."""
     scored = candidate_spec(spec, candidate)
     branches = {name: _delta_identity(spec, name) for name in candidate.merge["deltas"]}
-    key = stage.identity("sweep-candidate", {"merge": candidate.merge, "branches": branches,
+    recipe = {field: value for field, value in candidate.merge.items() if field != "device"}  # not the result
+    key = stage.identity("sweep-candidate", {"merge": recipe, "branches": branches,
                                              "model": spec.model.model_dump(),
                                              "evaluation": scored.evaluation.model_dump()})
     return paths.home() / "sweeps" / f"{key[:16]}.json"

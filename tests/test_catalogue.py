@@ -135,10 +135,15 @@ def fsdp_without_gpu(tmp_path, tiny_base, produced):
     return ["train", "sft", spec_file(tmp_path, spec)], "sft.train.strategy 'fsdp' shards over GPUs"
 
 
+def merge_on_a_missing_gpu(tmp_path, tiny_base, produced):
+    spec = tiny.spec(tiny_base, merge={"deltas": ["sft"], "device": "cuda"})
+    return ["merge", spec_file(tmp_path, spec)], "merge.device 'cuda': torch"
+
+
 CASES = [empty_spec, bad_field, missing_data, not_utf8, parquet_named_jsonl, prompts_fill_max_length,
          chat_rows_without_template, truncated_weights, dead_tracking_server, hub_evaluation_offline,
          negative_merge_scale, adapter_of_another_base, sweep_without_probes, sweep_empty_range,
-         more_processes_than_cores, fsdp_without_gpu]
+         more_processes_than_cores, fsdp_without_gpu, merge_on_a_missing_gpu]
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

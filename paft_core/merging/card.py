@@ -1,12 +1,18 @@
-"""The merged model's card (README.md) and its recipe (paft-merge.yaml): base, deltas, method, figures."""
+"""The merged model's card (README.md), its recipe (paft-merge.yaml) and the base's side files beside it."""
 
+import json
+import shutil
 from pathlib import Path
 
 import yaml
 
+from paft_core import models
 from paft_core.models import ResolvedModel
 
 RECIPE = "paft-merge.yaml"
+WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+SKIPPED = {"model.safetensors.index.json", "pytorch_model.bin.index.json", "README.md",
+           models.FINGERPRINT_FILE}
 
 
 def write_card(folder: Path, base: ResolvedModel, reads: dict, summary: dict[str, float],
@@ -46,3 +52,20 @@ Parallel SFT + preference training, merged (Pentyala et al., 2024, https://arxiv
 {figures}
 """
     (folder / "README.md").write_text(card)
+
+
+def record_dtype(folder: Path, dtype: str) -> None:
+    """Make the copied config.json name merge.dtype (transformers 5 reads `dtype`, 4.x `torch_dtype`)."""
+    config = folder / "config.json"
+    if dtype == "base" or not config.is_file():
+        return
+    values = json.loads(config.read_text())
+    values.update(dict.fromkeys([k for k in ("dtype", "torch_dtype") if k in values] or ["dtype"], dtype))
+    config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+
+
+def copy_side_files(source: Path, target: Path) -> None:
+    """Config, generation config, tokenizer and chat template: every small file but weights and caches."""
+    for path in sorted(source.iterdir()):
+        if path.is_file() and path.suffix not in WEIGHT_FILES and path.name not in SKIPPED:
+            shutil.copy2(path, target / path.name)

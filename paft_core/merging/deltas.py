@@ -58,8 +58,8 @@ class Delta(Protocol):
     def targets(self) -> dict[str, tuple[int, ...]]:
         """Base tensor names this delta changes, with the shape it gives them."""
 
-    def delta(self, name: str, base: torch.Tensor) -> torch.Tensor:
-        """ΔW for one base tensor, in float32."""
+    def delta(self, name: str, base: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        """ΔW for one base tensor, in float32, on `device` (default: the CPU)."""
 
     def rows(self, name: str, start: int, stop: int, base: torch.Tensor | None) -> torch.Tensor:
         """Rows [start, stop) of ΔW for one base tensor, in float32 (`base`: the same rows of the base)."""
@@ -127,11 +127,12 @@ class LoraDelta:
         """Every lora_A/lora_B, loaded once: adapters are small (rank × (in + out) per module)."""
         return {name: self.reader.get(name) for name in self.reader.names() if name.endswith(FACTORS)}
 
-    def delta(self, name: str, base: torch.Tensor | None = None) -> torch.Tensor:
-        """s·B·A for the module owning base tensor `name`, in the base's layout."""
+    def delta(self, name: str, base: torch.Tensor | None = None, device: torch.device | None = None
+              ) -> torch.Tensor:
+        """s·B·A for the module owning base tensor `name`, in the base's layout (on `device`)."""
         module = name.removesuffix(".weight")
-        lora_a = self.factors[f"{PREFIX}{module}.lora_A.weight"].float()
-        lora_b = self.factors[f"{PREFIX}{module}.lora_B.weight"].float()
+        lora_a = self.factors[f"{PREFIX}{module}.lora_A.weight"].to(device).float()
+        lora_b = self.factors[f"{PREFIX}{module}.lora_B.weight"].to(device).float()
         product = (lora_b @ lora_a) * self.scale(module, lora_a.shape[0])
         return product.T if self.architecture.conv1d(name) else product
 
@@ -185,9 +186,9 @@ class FullDelta:
         return {name: entry.shape for name, entry in self.reader.entries.items()
                 if name in self.base.entries and entry.dtype in ("F32", "F16", "BF16", "F64")}
 
-    def delta(self, name: str, base: torch.Tensor) -> torch.Tensor:
-        """Fine-tuned minus base for one tensor, in float32."""
-        return self.reader.get(name).float() - base.float()
+    def delta(self, name: str, base: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        """Fine-tuned minus base for one tensor, in float32 (on `device`, where `base` is)."""
+        return self.reader.get(name).to(device).float() - base.float()
 
     def rows(self, name: str, start: int, stop: int, base: torch.Tensor) -> torch.Tensor:
         """Rows [start, stop) of fine-tuned minus base, read from disk one block at a time."""

@@ -26,8 +26,8 @@ import torch
 from paft_core import files, models, stage
 from paft_core.config import PipelineRun
 from paft_core.errors import DataError, OutputError
-from paft_core.merging import blocks, checkpoint, deltas, methods, plots
-from paft_core.merging.card import write_card
+from paft_core.merging import blocks, checkpoint, deltas, methods, on_device, plots
+from paft_core.merging.card import copy_side_files, record_dtype, write_card
 from paft_core.merging.lora_export import Exporter
 from paft_core.merging.methods import Recipe
 from paft_core.merging.report import Collector
@@ -37,9 +37,6 @@ FLOATING = ("F64", "F32", "F16", "BF16")  # what merge.dtype casts; FP8 and inte
 OUTPUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 LOST_WARNING = 0.01  # a delta losing more of its merged L1 mass than this to the cast gets one line
 MAX_WORKERS = 4  # tensors merged at once; each holds a few blocks of its base and deltas
-WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-SKIPPED = {"model.safetensors.index.json", "pytorch_model.bin.index.json", "README.md",
-           models.FINGERPRINT_FILE}
 
 
 def run(spec: PipelineRun, out: Path | None = None, helper: tracking_helper.Helper | None = None) -> Path:
@@ -58,7 +55,8 @@ def _run(spec: PipelineRun, out: Path | None, helper: tracking_helper.Helper) ->
     inputs = [_locate(spec, name, base.fingerprint) for name in spec.merge.deltas]
     opened = [deltas.open_delta(path, label, reader) for label, path, _ in inputs]
     _check(opened, reader)
-    reads = {"model": base.fingerprint, "merge": spec.merge.model_dump(by_alias=True),
+    device = on_device.chosen(spec.merge.device)  # where it computes: no part of the output's identity
+    reads = {"model": base.fingerprint, "merge": spec.merge.model_dump(by_alias=True, exclude={"device"}),
              "deltas": {label: fingerprint for label, _, fingerprint in inputs}}
     out = Path(out) if out else stage.default_folder("merge", reads)
     if stage.claim(out, "merge", reads) == "complete":
@@ -71,7 +69,7 @@ def _run(spec: PipelineRun, out: Path | None, helper: tracking_helper.Helper) ->
     with helper.stage_run(spec.tracking, "merge", reads, tags) as tracked:
         try:
             scratch.mkdir()
-            summary = _merge(spec, base, reader, opened, scratch, reads, tracked.raise_if_failed)
+            summary = _merge(spec, base, reader, opened, scratch, reads, tracked.raise_if_failed, device)
             tracked.call("log_merge", str(scratch), summary)
             files.write_json_atomic(scratch / stage.DONE, {"run_id": tracked.run_id, "model": "model",
                                                            **summary})
@@ -88,7 +86,8 @@ def _run(spec: PipelineRun, out: Path | None, helper: tracking_helper.Helper) ->
 
 
 def _merge(spec: PipelineRun, base: models.ResolvedModel, reader: checkpoint.Reader, opened: list,
-           folder: Path, reads: dict, tracking_ok: Callable[[], None]) -> dict[str, float]:
+           folder: Path, reads: dict, tracking_ok: Callable[[], None],
+           device: torch.device) -> dict[str, float]:
     """Write model/, report.json, plots/ (and lora/) into `folder`; return the summary figures.
 
     `tracking_ok` runs after each tensor: a store that could not be opened stops the merge there.
@@ -102,9 +101,9 @@ def _merge(spec: PipelineRun, base: models.ResolvedModel, reader: checkpoint.Rea
     dtypes = _dtype_names(layout, layout)
     model = folder / "model"
     model.mkdir()
-    _copy_side_files(base.path, model)
-    _record_dtype(model, spec.merge.dtype)
-    _write_weights(model, reader, layout, opened, recipe, collector, exporter, tracking_ok)
+    copy_side_files(base.path, model)
+    record_dtype(model, spec.merge.dtype)
+    _write_weights(model, reader, layout, opened, recipe, collector, exporter, tracking_ok, device)
     write_card(model, base, reads, collector.summary(), dtypes)
     report = {**collector.to_dict(), "dtype": dtypes}
     files.write_json_atomic(folder / "report.json", report)
@@ -120,7 +119,7 @@ def _merge(spec: PipelineRun, base: models.ResolvedModel, reader: checkpoint.Rea
 
 def _write_weights(folder: Path, reader: checkpoint.Reader, layout: dict[str, checkpoint.Entry],
                    opened: list, recipe: Recipe, collector: Collector, exporter: Exporter | None,
-                   tracking_ok: Callable[[], None]) -> None:
+                   tracking_ok: Callable[[], None], device: torch.device) -> None:
     """Merge every changed tensor in blocks, copy or cast the rest, straight to their place in the shards.
 
     Tensors are merged by worker threads, each on one torch thread (on 2 cores, 1.7× faster than one
@@ -143,7 +142,8 @@ def _write_weights(folder: Path, reader: checkpoint.Reader, layout: dict[str, ch
                        for delta, changed in zip(opened, changes, strict=True))
         module = blocks.Module(name, reader, dtype, chosen, labels, layers)
         keep = bool(exporter) and exporter.covers(name, torch.empty(layout[name].shape, device="meta"))
-        measured, merged = blocks.run(module, recipe, writer, keep=keep)
+        measured, merged = (blocks.run(module, recipe, writer, keep=keep) if device.type == "cpu" else
+                            on_device.run(module, recipe, writer, device, keep=keep))
         return measured, exporter.factor(name, merged) if keep else None
 
     workers = min(MAX_WORKERS, os.cpu_count() or 1)
@@ -281,20 +281,3 @@ def _warn_if_rounded_away(summary: dict[str, float], labels: list[str], dtype: s
     each = ", ".join(f"{label} {share:.0%}" for label, share in shares.items())
     print(f"paft: {dtype} output rounds away {summary['cast/lost_l1_share']:.0%} of the merged delta's L1 "
           f"mass ({each}); merge.dtype: float32 keeps it", flush=True)
-
-
-def _record_dtype(folder: Path, dtype: str) -> None:
-    """Make the copied config.json name merge.dtype (transformers 5 reads `dtype`, 4.x `torch_dtype`)."""
-    config = folder / "config.json"
-    if dtype == "base" or not config.is_file():
-        return
-    values = json.loads(config.read_text())
-    values.update(dict.fromkeys([k for k in ("dtype", "torch_dtype") if k in values] or ["dtype"], dtype))
-    config.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
-
-
-def _copy_side_files(source: Path, target: Path) -> None:
-    """Config, generation config, tokenizer and chat template: every small file but weights and caches."""
-    for path in sorted(source.iterdir()):
-        if path.is_file() and path.suffix not in WEIGHT_FILES and path.name not in SKIPPED:
-            shutil.copy2(path, target / path.name)
