@@ -29,6 +29,7 @@ class Cluster:
         self.env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect"), "PAFT_HOME": str(self.home),
                     "PREFECT_API_URL": self.api.url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                     "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_HEARTBEAT_SECONDS": "5"}
+        self.env.pop("MLFLOW_TRACKING_URI", None)  # the default store in the shared home, as every machine's
 
     def start(self, command: list[str], name: str, **env: str) -> subprocess.Popen:
         with (self.tmp / f"{name}.log").open("w") as log:

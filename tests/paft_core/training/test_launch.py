@@ -22,6 +22,7 @@ from tests import tiny
 def branch_command(spec_file, home, **popen):
     """`python -m paft_core.training.sft SPEC` as a user runs it, on its own PAFT_HOME."""
     env = {**os.environ, "PAFT_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the store in `home`, whatever an earlier test left set
     return subprocess.Popen([sys.executable, "-m", "paft_core.training.sft", str(spec_file)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
@@ -43,8 +44,7 @@ def losses(folder):
     return [value for row in rows if "loss" in row for value in (row["loss"], row["l1/penalty"])]
 
 
-def test_two_processes_train_as_one_on_the_same_global_batch(tiny_base, tmp_path, monkeypatch):
-    monkeypatch.setenv("PAFT_HOME", str(tmp_path / "home"))  # for stage.default_folder, as the runs see it
+def test_two_processes_train_as_one_on_the_same_global_batch(tiny_base, tmp_path, paft_home):
     l1 = {"strength": 1e-3}  # the penalty's gradient must count once, not once per rank
     one = trained(tiny_base, tmp_path, 1, sft__l1=l1)
     two = trained(tiny_base, tmp_path, 2, sft__l1=l1)
@@ -85,8 +85,7 @@ def started_two_ranks(tiny_base, tmp_path):
     return run, spec_file, folder
 
 
-def test_killed_rank_fails_in_one_line_and_the_rerun_resumes(tiny_base, tmp_path, monkeypatch):
-    monkeypatch.setenv("PAFT_HOME", str(tmp_path / "home"))
+def test_killed_rank_fails_in_one_line_and_the_rerun_resumes(tiny_base, tmp_path, paft_home):
     run, spec_file, folder = started_two_ranks(tiny_base, tmp_path)
     rank_process(psutil.Process(run.pid), "1").send_signal(signal.SIGKILL)
     _, err = run.communicate(timeout=300)
@@ -103,8 +102,7 @@ def test_killed_rank_fails_in_one_line_and_the_rerun_resumes(tiny_base, tmp_path
     assert [run.info.status for run in runs] == ["KILLED", "FINISHED"]  # rank 0 was stopped, not left RUNNING
 
 
-def test_sigterm_stops_every_rank_as_ctrl_c_does(tiny_base, tmp_path, monkeypatch):
-    monkeypatch.setenv("PAFT_HOME", str(tmp_path / "home"))
+def test_sigterm_stops_every_rank_as_ctrl_c_does(tiny_base, tmp_path, paft_home):
     run, _, folder = started_two_ranks(tiny_base, tmp_path)
     ranks = [rank_process(psutil.Process(run.pid), rank) for rank in ("0", "1")]
     run.send_signal(signal.SIGTERM)  # what the flow sends a stage it stops
