@@ -47,11 +47,10 @@ def run_branch(spec: PipelineRun, branch: Branch, build: BuildTrainer, out: Path
     dataset = data.load(branch_spec.data, branch)
     base = models.resolve(spec.model)
     preflight.fits(dataset, branch, base.path, spec)  # before the folder is claimed
-    main = launch.is_main()
-    if main and stage.claim(out, branch, reads) == "complete":
+    if launch.is_main() and stage.claim(out, branch, reads) == "complete":
         print(f"paft: {branch} already complete in {out}; reusing it", flush=True)
         return out
-    if main:
+    if launch.is_main():
         stage.check_inputs(out, {"model": base.fingerprint, "data": dataset.fingerprint})
     _seed_and_threads(branch_spec.train)
     checkpoint = last_whole_checkpoint(out / "checkpoints")
@@ -59,13 +58,13 @@ def run_branch(spec: PipelineRun, branch: Branch, build: BuildTrainer, out: Path
             "paft.data_fingerprint": dataset.fingerprint, "paft.output": str(out),
             "paft.resumed_from": Path(checkpoint).name if checkpoint else "none",
             "paft.processes": str(branch_spec.train.processes)}
-    tracked = tracking.stage_run(spec.tracking, branch, reads, tags) if main else nullcontext()
+    tracked = tracking.stage_run(spec.tracking, branch, reads, tags) if launch.is_main() else nullcontext()
     with tracked as run_id:
         model, tokenizer = load_base(base.path, spec.model, branch_spec.train)
         trainer = build(branch_spec, model, tokenizer, dataset.dataset, out / "checkpoints",
                         [TrackedSettings(), *callbacks])
         trainer.train(resume_from_checkpoint=checkpoint)
-        if not main:  # take part in gathering the adapter (FSDP); rank 0 writes it
+        if not launch.is_main():  # take part in gathering the adapter (FSDP); rank 0 writes it
             trainer.save_model(out / ".adapter.tmp")
             return out
         adapter = stage.publish(out, "adapter", lambda folder: _save_adapter(trainer, folder))
