@@ -153,9 +153,9 @@ def _deploy(args: argparse.Namespace) -> None:
     from paft_core.stage import BRANCHES
 
     pools = dict(given.partition("=")[::2] for given in args.branch_pool)
-    wrong = [given for given in args.branch_pool if given.partition("=")[0] not in BRANCHES
-             or not given.partition("=")[2]]
-    if wrong:
-        raise ConfigError(f"--branch-pool {wrong[0]!r}: expected BRANCH=POOL with BRANCH one of "
-                          f"{', '.join(BRANCHES)}, e.g. --branch-pool sft=gpu-a")
+    for given in args.branch_pool:
+        branch, _, pool = given.partition("=")
+        if branch not in BRANCHES or not pool:
+            raise ConfigError(f"--branch-pool {given!r}: expected BRANCH=POOL with BRANCH one of "
+                              f"{', '.join(BRANCHES)}, e.g. --branch-pool sft=gpu-a")
     deploy(args.pool, args.source, pools)

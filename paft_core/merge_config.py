@@ -10,6 +10,7 @@ from paft_core.spec import Spec
 Sparsifier = Literal["method", "magnitude", "dare", "breadcrumbs", "keep"]
 FRACTION = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}  # JSON schema: Prefect's form checks it
 SHARE = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+PLACEMENT = {"device"}  # where a merge computes: no part of its output's identity (folders, sweep cache)
 
 
 class LinesSpec(Spec):

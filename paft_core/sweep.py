@@ -15,6 +15,7 @@ from pathlib import Path
 from paft_core import files, models, paths, stage
 from paft_core.config import PipelineRun
 from paft_core.errors import ConfigError
+from paft_core.merge_config import PLACEMENT
 from paft_core.presets import METHODS
 from paft_core.results import StageResult
 from paft_core.sweep_config import PROBES, SweepSpec
@@ -160,7 +161,7 @@ def cache_file(spec: PipelineRun, candidate: Candidate) -> Path:
     """Where a candidate's scores are kept: keyed by its recipe, the branches it merges and its evaluation."""
     scored = candidate_spec(spec, candidate)
     branches = {name: _delta_identity(spec, name) for name in candidate.merge["deltas"]}
-    recipe = {field: value for field, value in candidate.merge.items() if field != "device"}  # not the result
+    recipe = {field: value for field, value in candidate.merge.items() if field not in PLACEMENT}
     key = stage.identity("sweep-candidate", {"merge": recipe, "branches": branches,
                                              "model": spec.model.model_dump(),
                                              "evaluation": scored.evaluation.model_dump()})

@@ -17,7 +17,7 @@ def deployment_name(spec: OrchestrationSpec, branch: str) -> str:
     return spec.branch_deployment.format(branch=branch)
 
 
-def wait_for_worker(name: str, timeout: int) -> str:
+def wait_for_worker(name: str, timeout: int):
     """The work pool of deployment `name`, once a worker polls it; one line if none does within `timeout`."""
     from prefect import get_client
     from prefect.client.schemas.objects import WorkerStatus
@@ -37,20 +37,12 @@ def wait_for_worker(name: str, timeout: int) -> str:
                                   f"(orchestration.worker_timeout): start one with `prefect worker start "
                                   f"--pool {pool}` on a machine that mounts this PAFT_HOME")
             time.sleep(2)
-    return pool
-
-
-def job_variables(pool: str, train: TrainSpec) -> dict[str, int]:
-    """This run's job variables on `pool`: one GPU per process of the branch where its template asks for
-    GPUs (deployments/kubernetes-job-template.json), nothing on others."""
-    from prefect import get_client
-
-    with get_client(sync_client=True) as client:
-        return gpus_for(client.read_work_pool(pool).base_job_template, train)
+        return client.read_work_pool(pool)
 
 
 def gpus_for(template: dict, train: TrainSpec) -> dict[str, int]:
-    """`gpus` = the branch's processes, if the pool's base job template has that variable."""
+    """A branch run's job variables: one GPU per process where the pool's base job template asks for GPUs
+    (deployments/kubernetes-job-template.json), nothing on others."""
     return {"gpus": train.processes} if "gpus" in template.get("variables", {}).get("properties", {}) else {}
 
 

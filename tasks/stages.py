@@ -55,7 +55,7 @@ def train_remote(spec_file: str, branch: Branch, parent_run_id: str) -> StageRes
     parameters = {"spec": sections, "branch": branch, "parent_run_id": parent_run_id,
                   "home_mark": remote.mark_home()}
     run = run_deployment(name, parameters=parameters, as_subflow=True,
-                         job_variables=remote.job_variables(pool, getattr(spec, branch).train))
+                         job_variables=remote.gpus_for(pool.base_job_template, getattr(spec, branch).train))
     if not run.state or not run.state.is_completed():
         ended = f"{run.state.name}: {run.state.message}" if run.state else "without a state"
         raise StageFailed(f"branch {branch} on {name} ended {ended} (flow run {run.id})")

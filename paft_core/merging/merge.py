@@ -26,6 +26,7 @@ import torch
 from paft_core import files, models, stage
 from paft_core.config import PipelineRun
 from paft_core.errors import DataError, OutputError
+from paft_core.merge_config import PLACEMENT
 from paft_core.merging import blocks, checkpoint, deltas, methods, on_device, plots
 from paft_core.merging.card import copy_side_files, record_dtype, write_card
 from paft_core.merging.lora_export import Exporter
@@ -55,8 +56,8 @@ def _run(spec: PipelineRun, out: Path | None, helper: tracking_helper.Helper) ->
     inputs = [_locate(spec, name, base.fingerprint) for name in spec.merge.deltas]
     opened = [deltas.open_delta(path, label, reader) for label, path, _ in inputs]
     _check(opened, reader)
-    device = on_device.chosen(spec.merge.device)  # where it computes: no part of the output's identity
-    reads = {"model": base.fingerprint, "merge": spec.merge.model_dump(by_alias=True, exclude={"device"}),
+    device = on_device.chosen(spec.merge.device)
+    reads = {"model": base.fingerprint, "merge": spec.merge.model_dump(by_alias=True, exclude=PLACEMENT),
              "deltas": {label: fingerprint for label, _, fingerprint in inputs}}
     out = Path(out) if out else stage.default_folder("merge", reads)
     if stage.claim(out, "merge", reads) == "complete":

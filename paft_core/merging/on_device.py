@@ -47,7 +47,7 @@ def run(module: Module, recipe: Recipe, writer: checkpoint.Writer, device: torch
     counts = _counts(module.labels, values, absolute, kept)
     if written.dtype not in (torch.float32, torch.float64):  # a float32 output rounds nothing away
         counts.update(_cast_counts(module.labels, merged, total, written, base.view(-1), kept))
-    histograms = {label: _exponents(size) for label, size in zip(module.labels, absolute, strict=True)}
+    histograms = dict(zip(module.labels, map(_exponents, absolute), strict=True))
     return (counts, histograms), merged.view(stored.shape).cpu() if keep else None
 
 
