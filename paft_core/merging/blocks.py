@@ -1,7 +1,8 @@
 """One tensor's merge in blocks of rows, so memory holds a few blocks whatever the tensor's size.
 
-Magnitude thresholds stay exact over the whole tensor, from three passes over each delta's blocks (a block
-of a LoRA ΔW, s·B[rows]·A, costs less to recompute than to keep; a tensor under KEEP_BYTES keeps it):
+Magnitude thresholds stay exact over the whole tensor, from three passes over each delta's blocks (ΔW's
+blocks from pass 1 are kept while the tensors in flight hold under KEEP_BYTES together; past it a tensor
+recomputes them, s·B[rows]·A, in each pass, so memory stays bounded whatever the model's size):
 1. a histogram of the top 16 bits of |x| (the float bits with the sign cleared), and max|x|;
 2. for a threshold inside a bin, a histogram of the low 16 bits of that bin's entries: the two histograms
    give the k-th largest |x| exactly, in 32,768 + 65,536 counters, never a sort of the tensor;
@@ -11,7 +12,9 @@ step after the thresholds is elementwise, and DARE's generator is drawn in row o
 equal the whole-tensor merge's bit for bit.
 """
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -25,7 +28,7 @@ from paft_core.merging.methods import Recipe
 
 BLOCK = 1 << 20  # entries per block (4 MiB of float32): its temporaries stay in the heap and in cache
 LOW_BITS = 1 << 16
-KEEP_BYTES = 64 << 20  # a tensor whose float32 deltas fit this keeps them from pass 1 instead of recomputing
+KEEP_BYTES = 512 << 20  # float32 ΔW kept from pass 1 by the tensors in flight, together; the rest recompute
 
 
 @dataclass(frozen=True)
@@ -58,17 +61,28 @@ def run(module: Module, recipe: Recipe, writer: checkpoint.Writer, block: int = 
     entry = module.base.entries[module.name]
     spans = _spans(entry, block)
     recipe = recipe.at(module.name, module.layers)
-    cuts = _cuts(module, recipe, spans)
+    with _KEPT.reserve(entry.rows * _columns(entry) * len(module.deltas) * 4) as keeping:
+        cuts = _cuts(module, recipe, spans, keeping)
+        counts, cast_counted, merged_whole = _write(module, recipe, spans, cuts, writer, keep)
+    histograms = {label: high.reshape(report.EXPONENTS, -1).sum(1)
+                  for label, high in zip(module.labels, cuts.highs, strict=True)}
+    numel = int(cuts.highs[0].sum())
+    return (_named(module.labels, counts, numel, cast_counted), histograms), merged_whole
+
+
+def _write(module: Module, recipe: Recipe, spans: list[tuple[int, int]], cuts: Cuts,
+           writer: checkpoint.Writer, keep: bool) -> tuple[np.ndarray, bool, torch.Tensor | None]:
+    """Pass 3: merge, write and count block by block; (the report's counts, cast counted, merged ΔW)."""
     settings = _settings(recipe, cuts)
     _, _, first_cast, size = kernels.layout(len(module.labels), len(REL_THRESHOLDS))
     counts, cast_counted = np.zeros(size), False
+    entry = module.base.entries[module.name]
     merged_whole = torch.empty(entry.shape, dtype=torch.float32) if keep else None
     generators = [methods.generator(recipe.seed, module.name, index) for index in range(len(module.deltas))]
     for start, base, values in _blocks(module, spans, with_base=True, kept=cuts.kept):
-        stacked = np.stack(values)
-        merged, total = np.empty((2, stacked.shape[1]), np.float32)
-        kept = np.empty(stacked.shape, np.bool_)
-        kernels.combine(stacked, _dropped(recipe, values, generators), *settings, sparsify.flat(base), merged,
+        merged, total = np.empty((2, values.shape[1]), np.float32)
+        kept = np.empty(values.shape, np.bool_)
+        kernels.combine(values, _dropped(recipe, values, generators), *settings, sparsify.flat(base), merged,
                         total, kept, counts)
         written = torch.from_numpy(total).view(base.shape).to(module.dtype)
         writer.write(module.name, written, start)
@@ -78,10 +92,29 @@ def run(module: Module, recipe: Recipe, writer: checkpoint.Writer, block: int = 
             shift = _base_rounding(base, written.dtype)
             kernels.cast_counts(merged, total, sparsify.flat(written), shift, kept, counts, first_cast)
             cast_counted = True
-    histograms = {label: high.reshape(report.EXPONENTS, -1).sum(1)
-                  for label, high in zip(module.labels, cuts.highs, strict=True)}
-    numel = int(cuts.highs[0].sum())
-    return (_named(module.labels, counts, numel, cast_counted), histograms), merged_whole
+    return counts, cast_counted, merged_whole
+
+
+class _Budget:
+    """The bytes of ΔW that the worker threads' tensors keep from pass 1, all together, under KEEP_BYTES."""
+
+    def __init__(self) -> None:
+        self.lock, self.used = threading.Lock(), 0
+
+    @contextmanager
+    def reserve(self, nbytes: int) -> Iterator[bool]:
+        """Yield whether a tensor's ΔW of `nbytes` fits what the other tensors in flight left."""
+        with self.lock:
+            granted = self.used + nbytes <= KEEP_BYTES
+            self.used += nbytes if granted else 0
+        try:
+            yield granted
+        finally:
+            with self.lock:
+                self.used -= nbytes if granted else 0
+
+
+_KEPT = _Budget()
 
 
 def cast(reader: checkpoint.Reader, name: str, dtype: torch.dtype, writer: checkpoint.Writer,
@@ -116,12 +149,12 @@ def _base_rounding(base: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
     return sparsify.flat(base.float() - base.to(dtype).float())
 
 
-def _dropped(recipe: Recipe, values: list[np.ndarray], generators: list) -> np.ndarray:
+def _dropped(recipe: Recipe, values: np.ndarray, generators: list) -> np.ndarray:
     """DARE's output per delta (rows of zeros for the others); empty when no delta uses DARE."""
     chosen = [method == "dare" and density < 1
               for method, density in zip(recipe.sparsifiers, recipe.densities, strict=True)]
     if not any(chosen):
-        return np.empty((len(values), 0), np.float32)
+        return np.empty((len(values), 0), np.float32)  # values: one row per delta
     return np.stack([sparsify.flat(sparsify.dare(torch.from_numpy(value), density, generator)) if use
                      else np.zeros_like(value)
                      for value, density, generator, use in zip(values, recipe.densities, generators, chosen,
@@ -155,13 +188,13 @@ def _named(labels: tuple[str, ...], counts: np.ndarray, numel: int, cast: bool) 
     return named
 
 
-def _cuts(module: Module, recipe: Recipe, spans: list[tuple[int, int]]) -> Cuts:
+def _cuts(module: Module, recipe: Recipe, spans: list[tuple[int, int]], keeping: bool) -> Cuts:
     """Passes 1 and 2: every delta's max|x|, |x| histogram and exact thresholds over the whole tensor."""
     count, entry = len(module.deltas), module.base.entries[module.name]
     numel = entry.rows * _columns(entry)
     highs = [np.zeros(sparsify.HIGH_BITS, np.int64) for _ in range(count)]
     peaks = [0.0] * count
-    kept = [] if numel * count * 4 <= KEEP_BYTES else None  # a small tensor's ΔW is kept for passes 2 and 3
+    kept = [] if keeping else None  # ΔW blocks kept for passes 2 and 3, when the budget allows
     for _, _, values in _blocks(module, spans):
         for index, value in enumerate(values):
             peak = kernels.high_histogram(value.view(np.int32), highs[index])
@@ -193,22 +226,28 @@ def _thresholds(module: Module, spans: list[tuple[int, int]], highs: list[np.nda
             found[key] = _as_float(high << 16)
         else:
             inside[key] = (high, rank)
-    lows = {(index, high): np.zeros(LOW_BITS, np.int64) for (index, _), (high, _) in inside.items()}
+    bins = {index: sorted({high for (delta, _), (high, _) in inside.items() if delta == index})
+            for index, _ in inside}
+    lows = {index: np.zeros((len(highs_), LOW_BITS), np.int64) for index, highs_ in bins.items()}
+    slots = {index: np.full(sparsify.HIGH_BITS, -1, np.int8) for index in bins}
+    for index, highs_ in bins.items():
+        slots[index][highs_] = np.arange(len(highs_))
     if lows:
         source = kept if kept is not None else (
-            values for _, _, values in _blocks(module, spans, only={index for index, _ in lows}))
+            values for _, _, values in _blocks(module, spans, only=set(lows)))
         for values in source:
-            for (index, high), low in lows.items():
-                kernels.low_histogram(values[index].view(np.int32), high, low)
+            for index, low in lows.items():
+                kernels.low_histograms(values[index].view(np.int32), slots[index], low)
     for key, (high, rank) in inside.items():
-        found[key] = _as_float(high << 16 | sparsify.cut(lows[key[0], high], rank)[0])
+        low = lows[key[0]][bins[key[0]].index(high)]
+        found[key] = _as_float(high << 16 | sparsify.cut(low, rank)[0])
     return found
 
 
 def _blocks(module: Module, spans: list[tuple[int, int]], with_base: bool = False,
             only: set[int] | None = None,
-            kept: list | None = None) -> Iterator[tuple[int, torch.Tensor | None, list[np.ndarray]]]:
-    """(first row, base rows, each delta's rows flat in float32) per block; zeros for an absent delta.
+            kept: list | None = None) -> Iterator[tuple[int, torch.Tensor | None, np.ndarray]]:
+    """(first row, base rows, float32[deltas, entries]: the deltas' rows) per block; zeros: an absent delta.
 
     `kept`: the deltas' blocks from pass 1, served again instead of recomputed.
     """
@@ -221,17 +260,23 @@ def _blocks(module: Module, spans: list[tuple[int, int]], with_base: bool = Fals
         if kept is not None:
             yield start, base, kept[position]
             continue
-        size = (stop - start) * _columns(entry)
-        values = []
+        values = np.empty((len(module.deltas), (stop - start) * _columns(entry)), np.float32)
         for index, delta in enumerate(module.deltas):
             if delta is None or (only is not None and index not in only):
-                values.append(np.zeros(size, np.float32))
-                continue
-            value = sparsify.flat(delta.rows(module.name, start, stop, base))
-            if isinstance(delta, deltas.FullDelta) and not np.isfinite(value).all():
-                raise DataError(f"{delta.path}: delta '{delta.label}' holds NaN or Inf in {module.name}")
-            values.append(value)
+                values[index] = 0
+            else:
+                _fill(delta, module.name, start, stop, base, values[index])
         yield start, base, values
+
+
+def _fill(delta, name: str, start: int, stop: int, base: torch.Tensor | None, row: np.ndarray) -> None:
+    """Write rows [start, stop) of one delta's ΔW into `row` (flat float32)."""
+    if isinstance(delta, deltas.LoraDelta):
+        delta.rows(name, start, stop, base, out=torch.from_numpy(row).view(stop - start, -1))
+        return
+    row[:] = sparsify.flat(delta.rows(name, start, stop, base))
+    if isinstance(delta, deltas.FullDelta) and not np.isfinite(row).all():
+        raise DataError(f"{delta.path}: delta '{delta.label}' holds NaN or Inf in {name}")
 
 
 def _spans(entry: checkpoint.Entry, block: int) -> list[tuple[int, int]]:

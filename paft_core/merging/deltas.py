@@ -136,15 +136,20 @@ class LoraDelta:
         product = (lora_b @ lora_a) * self.scale(module, lora_a.shape[0])
         return product.T if self.architecture.conv1d(name) else product
 
-    def rows(self, name: str, start: int, stop: int, base: torch.Tensor | None = None) -> torch.Tensor:
-        """Rows [start, stop) of s·B·A in the base's layout: B's rows, or A's columns for a Conv1D."""
+    def rows(self, name: str, start: int, stop: int, base: torch.Tensor | None = None,
+             out: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows [start, stop) of s·B·A in the base's layout: B's rows, or A's columns for a Conv1D.
+
+        `out`: a float32 (stop − start, columns) tensor to write them into instead of a new one.
+        """
         module = name.removesuffix(".weight")
         lora_a = self.factors[f"{PREFIX}{module}.lora_A.weight"].float()
         lora_b = self.factors[f"{PREFIX}{module}.lora_B.weight"].float()
         scale = self.scale(module, lora_a.shape[0])
         if self.architecture.conv1d(name):
-            return (lora_b @ lora_a[:, start:stop]).T * scale
-        return torch.mm(lora_b[start:stop], lora_a).mul_(scale)  # in place: one block-sized array, not two
+            product = (lora_b @ lora_a[:, start:stop]).T
+            return product * scale if out is None else out.copy_(product).mul_(scale)
+        return torch.mm(lora_b[start:stop], lora_a, out=out).mul_(scale)  # in place: no second array
 
     def scale(self, module: str, rank: int) -> float:
         """peft's LoRA scaling for one module, honouring alpha_pattern and rsLoRA."""

@@ -228,7 +228,7 @@ def test_blocked_thresholds_are_exact_when_the_cut_falls_inside_a_histogram_bin(
 
 @pytest.mark.parametrize("keep_bytes, passes_expected", [(0, 3), (64 << 20, 1)])
 def test_a_small_tensor_computes_its_deltas_once(tmp_path, monkeypatch, keep_bytes, passes_expected):
-    """ΔW blocks are computed in each of the three passes, or once for a tensor under KEEP_BYTES."""
+    """ΔW blocks are computed in each of the three passes, or once while the kept ΔW fits KEEP_BYTES."""
     monkeypatch.setattr(blocks, "KEEP_BYTES", keep_bytes)
     calls = []
     torch.manual_seed(2)
@@ -249,3 +249,15 @@ def test_a_small_tensor_computes_its_deltas_once(tmp_path, monkeypatch, keep_byt
     writer.close()
     assert torch.equal(whole, methods.combine(recipe, name, raw)[0])
     assert len(calls) == passes_expected * 2 * 20  # two deltas, 20 blocks of 10 rows
+
+
+def test_tensors_in_flight_keep_their_deltas_within_one_budget_together(monkeypatch):
+    """Two worker threads' tensors share KEEP_BYTES: the second recomputes, and the budget comes back."""
+    monkeypatch.setattr(blocks, "KEEP_BYTES", 100)
+    budget = blocks._Budget()
+    with budget.reserve(60) as first:
+        with budget.reserve(60) as second, budget.reserve(40) as third:
+            assert (first, second, third) == (True, False, True)
+    with budget.reserve(100) as whole:
+        assert whole and budget.used == 100
+    assert budget.used == 0
