@@ -3,17 +3,22 @@
 Usage (from the repo root, after `make run` has set up .venv; SmolLM2-135M, the embedded default):
 
     .venv/bin/python benchmarks/merge_speed.py --repeats 3 --peft-repeats 1
-    .venv/bin/python benchmarks/merge_speed.py --size 1.7b --repeats 2
+    .venv/bin/python benchmarks/merge_speed.py --size 1.7b --repeats 2 --mergekit-repeats 1
 
 `--size 1.7b` or `7b`: a synthetic bf16 Llama checkpoint of that shape with two rank-16 adapters, built shard
 by shard under .bench/ (merge_scale.py) and deleted afterwards (3.4 GB and 14.5 GB of disk); there peft is
 skipped (it holds the model in float32 several times over: more memory than this machine has).
 
-Three subjects, each in a fresh process, measured in the same run, in turn:
+Four subjects, each in a fresh process, measured in the same run, in turn:
 - floor: read the base checkpoint and write one of the same size (safetensors load_file + save_file);
 - paft: the `paft merge CONFIG --out DIR` command itself, on two rank-8 adapters on every linear layer
   (report, plots and its MLflow run in a SQLite store included);
-- peft: `add_weighted_adapter(..., "ties_svd")` + `merge_and_unload` + `save_pretrained`.
+- peft: `add_weighted_adapter(..., "ties_svd")` + `merge_and_unload` + `save_pretrained` (135M only);
+- mergekit 0.1.5: `mergekit-yaml` TIES (density 0.5, normalize) of `base+adapter` for each adapter, its own
+  LoRA syntax (it merges each adapter into a copy of the base, then merges the copies), lazy unpickling, a
+  fresh LoRA cache per run. Installed on first use into .bench/mergekit-venv (its transformers is not the
+  project's). Skipped, with its estimate printed, where its measured peak RSS (MERGEKIT_RSS_PER_BYTE times
+  the base checkpoint) would not fit the machine's available memory.
 Per subject: the process's wall time, the work's time after imports (for paft: the merge, report and
 plots, from its complete.json), the process's own peak RSS (wait4), and the peak of the RSS summed over
 the process and its children (paft's MLflow helper), sampled from /proc every 20 ms.
@@ -31,7 +36,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBJECTS = ("floor", "paft", "peft")
+SUBJECTS = ("floor", "paft", "peft", "mergekit")
+MERGEKIT = ROOT / ".bench" / "mergekit-venv"
+MERGEKIT_RSS_PER_BYTE = 4.3  # mergekit's peak RSS per byte of base checkpoint, measured at 1.7B (14.0 GiB)
 
 
 def main() -> None:
@@ -45,12 +52,14 @@ def main() -> None:
             subjects = SUBJECTS
         else:
             _prepare_synthetic(args.size, scratch)
-            subjects = SUBJECTS[:2]
+            subjects = ("floor", "paft", "mergekit")
+        subjects = tuple(subject for subject in subjects if subject != "mergekit" or _mergekit_fits(scratch))
         runs = {subject: [] for subject in subjects}
+        fewer = {"peft": args.peft_repeats, "mergekit": args.mergekit_repeats}  # the slow references
         for repeat in range(args.repeats):
             for subject in subjects:
-                if subject == "peft" and repeat >= args.peft_repeats:
-                    continue  # the slow reference: fewer repeats
+                if repeat >= fewer.get(subject, args.repeats):
+                    continue
                 runs[subject].append(_measure(subject, scratch, repeat))
                 print(f"{subject} repeat {repeat}: {runs[subject][-1]}", flush=True)
         base_mib = json.loads((scratch / "merge.json").read_text())["base_bytes"] / 2**20
@@ -62,7 +71,8 @@ def _prepare_synthetic(size: str, scratch: Path) -> None:
     script = str(ROOT / "benchmarks" / "merge_scale.py")
     subprocess.run([sys.executable, script, "prepare", size, str(scratch)], check=True, cwd=ROOT,
                    env=_environment())
-    sizes = {"base_bytes": sum(path.stat().st_size for path in (scratch / "base").glob("*.safetensors"))}
+    sizes = {"base_bytes": sum(path.stat().st_size for path in (scratch / "base").glob("*.safetensors")),
+             "base": str(scratch / "base"), "dtype": "bfloat16"}
     (scratch / "merge.json").write_text(json.dumps(sizes))
 
 
@@ -70,6 +80,7 @@ def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peft-repeats", type=int, default=1, help="repeats of the slow peft path")
+    parser.add_argument("--mergekit-repeats", type=int, default=1, help="repeats of mergekit (0: skip it)")
     parser.add_argument("--size", choices=("135m", "1.7b", "7b"), default="135m",
                         help="SmolLM2-135M itself, or a synthetic bf16 checkpoint of that shape")
     return parser.parse_args()
@@ -82,6 +93,8 @@ def _measure(subject: str, scratch: Path, repeat: int) -> dict[str, float]:
     if subject == "paft":  # the command itself, as a user runs it
         command = [sys.executable, "-m", "paft", "merge", str(scratch / "merge.yaml"), "--out",
                    str(out)]
+    elif subject == "mergekit":
+        command = _mergekit_command(scratch, out)
     elif (scratch / "base").is_dir():  # a synthetic checkpoint: read and write its shards
         script = str(ROOT / "benchmarks" / "merge_scale.py")
         command = [sys.executable, script, "floor", str(scratch / "base"), str(out)]
@@ -98,6 +111,8 @@ def _measure(subject: str, scratch: Path, repeat: int) -> dict[str, float]:
         raise SystemExit(f"{subject} failed with status {status}")
     if subject == "paft":
         work = json.loads((out / "complete.json").read_text())["seconds"]
+    elif subject == "mergekit":
+        work = wall  # it reports no time of its own
     else:
         work = json.loads(stdout.strip().splitlines()[-1])["seconds"]
     subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -147,13 +162,43 @@ def _print_table(runs: dict[str, list[dict[str, float]]], base_mib: float) -> No
     floor, paft = median["floor"], median["paft"]
     print(f"\npaft / floor: wall {paft['wall'] / floor['wall']:.2f}×, "
           f"work {paft['work'] / floor['work']:.2f}×")
-    if "peft" in median:
-        peft = median["peft"]
-        print(f"peft / paft: wall {peft['wall'] / paft['wall']:.2f}×, "
-              f"work {peft['work'] / paft['work']:.2f}×")
+    for reference in ("peft", "mergekit"):
+        if reference in median:
+            print(f"{reference} / paft: wall {median[reference]['wall'] / paft['wall']:.2f}×")
     print(f"paft peak RSS / base checkpoint ({base_mib:.0f} MiB): {paft['rss'] / base_mib:.2f}×, "
           f"with its MLflow helper {paft['tree_rss'] / base_mib:.2f}×")
     print(f"runs: {', '.join(f'{subject} {len(rows)}' for subject, rows in runs.items())}")
+
+
+def _mergekit_fits(scratch: Path) -> bool:
+    """Whether mergekit's estimated peak RSS fits the available memory; say so when it does not."""
+    needed = MERGEKIT_RSS_PER_BYTE * json.loads((scratch / "merge.json").read_text())["base_bytes"]
+    available = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                     if line.startswith("MemAvailable:"))
+    if needed > available:
+        print(f"mergekit skipped: it would need about {needed / 2**30:.1f} GiB of RAM "
+              f"({MERGEKIT_RSS_PER_BYTE}× the base checkpoint), {available / 2**30:.1f} GiB available")
+        return False
+    if not (MERGEKIT / "bin" / "mergekit-yaml").is_file():
+        print("installing mergekit 0.1.5 into .bench/mergekit-venv (once)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(MERGEKIT)], check=True)
+        packages = ["torch==2.13.0", "mergekit==0.1.5"]  # torch pinned: the CPU build, as the project's
+        subprocess.run([str(MERGEKIT / "bin" / "pip"), "install", "--quiet", *packages], check=True)
+    return True
+
+
+def _mergekit_command(scratch: Path, out: Path) -> list[str]:
+    """mergekit-yaml on the same recipe: TIES 0.5 with normalize, each adapter on the base by `+`."""
+    facts = json.loads((scratch / "merge.json").read_text())
+    base = facts["base"]
+    models = [{"model": f"{base}+{scratch / name}", "parameters": {"weight": 1.0, "density": 0.5}}
+              for name in ("sft", "preference")]
+    config = {"merge_method": "ties", "base_model": base, "models": models,
+              "parameters": {"normalize": True}, "dtype": facts["dtype"]}
+    (scratch / "mergekit.json").write_text(json.dumps(config))  # YAML is a superset of JSON
+    return [str(MERGEKIT / "bin" / "mergekit-yaml"), str(scratch / "mergekit.json"), str(out),
+            "--lora-merge-cache", str(out / "lora-cache"), "--lazy-unpickle", "--no-copy-tokenizer",
+            "--quiet", "--no-write-model-card"]
 
 
 # ---- children: each runs in a fresh interpreter ------------------------------------------------------
@@ -186,7 +231,7 @@ def _prepare(base: Path, scratch: Path, _out) -> float:
     merge = {"method": "ties", "density": 0.5, "deltas": [str(scratch / "sft"), str(scratch / "preference")]}
     tracking = {"tracking_uri": f"sqlite:///{scratch / 'mlflow.db'}", "experiment": "merge-benchmark"}
     write_config(PipelineRun.model_validate({"merge": merge, "tracking": tracking}), scratch / "merge.yaml")
-    sizes = {"base_bytes": (base / "model.safetensors").stat().st_size}
+    sizes = {"base_bytes": (base / "model.safetensors").stat().st_size, "base": str(base), "dtype": "float32"}
     (scratch / "merge.json").write_text(json.dumps(sizes))
     return 0.0
 
