@@ -15,6 +15,19 @@ PER_PAIR = 4  # both, conflicts, dot, topk_shared
 CHUNK = 1024  # entries per inner pass: a chunk of every delta stays in the L1 cache
 
 
+def warm_up() -> None:
+    """Load each kernel's cached machine code for the argument types the merge passes, on tiny arrays."""
+    f32, size = np.float32, CHUNK
+    values, row, kept = np.zeros((2, size), f32), np.zeros(size, f32), np.zeros((2, size), np.bool_)
+    counts, histogram = np.zeros(layout(2, 2)[3]), np.zeros(1 << 15, np.int64)
+    high_histogram(row.view(np.int32), histogram)
+    low_histograms(row.view(np.int32), np.full(1 << 15, -1, np.int8), np.zeros((1, 1 << 16), np.int64))
+    flags, cuts = np.zeros(2, np.bool_), np.zeros(2, f32)
+    combine(values, np.zeros((2, 0), f32), flags, flags, cuts, cuts, cuts, TIES, False, f32(1), f32(1), cuts,
+            np.zeros((2, 2), f32), row, row.copy(), row.copy(), kept, counts)
+    cast_counts(row, row, row, np.zeros(0, f32), kept, counts, 0)
+
+
 def layout(deltas: int, thresholds: int) -> tuple[int, int, int, int]:
     """The counts array's per-delta stride, first pair slot, first cast slot, and size."""
     stride = PER_DELTA + thresholds

@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ from paft_core import files, models, stage
 from paft_core.config import PipelineRun
 from paft_core.errors import DataError, OutputError
 from paft_core.merge_config import PLACEMENT
-from paft_core.merging import blocks, checkpoint, deltas, methods, on_device, plots
+from paft_core.merging import blocks, checkpoint, deltas, kernels, methods, on_device
 from paft_core.merging.card import copy_side_files, record_dtype, write_card
 from paft_core.merging.lora_export import Exporter
 from paft_core.merging.methods import Recipe
@@ -50,6 +51,7 @@ def run(spec: PipelineRun, out: Path | None = None, helper: tracking_helper.Help
 
 
 def _run(spec: PipelineRun, out: Path | None, helper: tracking_helper.Helper) -> Path:
+    threading.Thread(target=_prepare_in_background).start()
     base = models.resolve(spec.model)
     _require_safetensors(base.path)
     reader = checkpoint.Reader(base.path)
@@ -108,6 +110,8 @@ def _merge(spec: PipelineRun, base: models.ResolvedModel, reader: checkpoint.Rea
     write_card(model, base, reads, collector.summary(), dtypes)
     report = {**collector.to_dict(), "dtype": dtypes}
     files.write_json_atomic(folder / "report.json", report)
+    from paft_core.merging import plots  # imported by then, in the background
+
     plots.write_all(report, folder / "plots")
     summary = {**collector.summary(), "seconds": time.perf_counter() - started,
                "modules": float(len(collector.modules))}
@@ -157,6 +161,15 @@ def _write_weights(folder: Path, reader: checkpoint.Reader, layout: dict[str, ch
             raise
         finally:
             writer.close()
+
+
+def _prepare_in_background() -> None:
+    """While the inputs are checked: load the kernels' machine code, import the plots' matplotlib."""
+    try:
+        kernels.warm_up()
+        import paft_core.merging.plots  # noqa: F401
+    except Exception:  # noqa: BLE001 - the merge calls the same code and reports what fails there
+        return
 
 
 def _record_in_order(futures: list, collector: Collector, exporter: Exporter | None,
