@@ -28,7 +28,7 @@ from paft_core.merging.methods import Recipe
 
 BLOCK = 1 << 20  # entries per block (4 MiB of float32): its temporaries stay in the heap and in cache
 LOW_BITS = 1 << 16
-KEEP_BYTES = 512 << 20  # float32 ΔW kept from pass 1 by the tensors in flight, together; the rest recompute
+KEEP_BYTES = 256 << 20  # float32 ΔW kept from pass 1 by the tensors in flight, together; the rest recompute
 
 
 @dataclass(frozen=True)
