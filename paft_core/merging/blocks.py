@@ -154,7 +154,7 @@ def _dropped(recipe: Recipe, values: np.ndarray, generators: list) -> np.ndarray
     chosen = [method == "dare" and density < 1
               for method, density in zip(recipe.sparsifiers, recipe.densities, strict=True)]
     if not any(chosen):
-        return np.empty((len(values), 0), np.float32)  # values: one row per delta
+        return np.empty((len(values), 0), np.float32)
     return np.stack([sparsify.flat(sparsify.dare(torch.from_numpy(value), density, generator)) if use
                      else np.zeros_like(value)
                      for value, density, generator, use in zip(values, recipe.densities, generators, chosen,
@@ -228,10 +228,10 @@ def _thresholds(module: Module, spans: list[tuple[int, int]], highs: list[np.nda
             inside[key] = (high, rank)
     bins = {index: sorted({high for (delta, _), (high, _) in inside.items() if delta == index})
             for index, _ in inside}
-    lows = {index: np.zeros((len(highs_), LOW_BITS), np.int64) for index, highs_ in bins.items()}
-    slots = {index: np.full(sparsify.HIGH_BITS, -1, np.int8) for index in bins}
-    for index, highs_ in bins.items():
-        slots[index][highs_] = np.arange(len(highs_))
+    lows = {index: np.zeros((len(cut_bins), LOW_BITS), np.int64) for index, cut_bins in bins.items()}
+    slots = {index: np.full(sparsify.HIGH_BITS, -1, np.int8) for index in bins}  # top bits → row of lows
+    for index, cut_bins in bins.items():
+        slots[index][cut_bins] = np.arange(len(cut_bins))
     if lows:
         source = kept if kept is not None else (
             values for _, _, values in _blocks(module, spans, only=set(lows)))
