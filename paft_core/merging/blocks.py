@@ -12,9 +12,7 @@ step after the thresholds is elementwise, and DARE's generator is drawn in row o
 equal the whole-tensor merge's bit for bit.
 """
 
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -24,6 +22,7 @@ import torch
 from paft_core.density import REL_THRESHOLDS
 from paft_core.errors import DataError
 from paft_core.merging import checkpoint, deltas, kernels, methods, report, sparsify
+from paft_core.merging.budget import Budget
 from paft_core.merging.methods import Recipe
 
 BLOCK = 1 << 20  # entries per block (4 MiB of float32): its temporaries stay in the heap and in cache
@@ -61,7 +60,7 @@ def run(module: Module, recipe: Recipe, writer: checkpoint.Writer, block: int = 
     entry = module.base.entries[module.name]
     spans = _spans(entry, block)
     recipe = recipe.at(module.name, module.layers)
-    with _KEPT.reserve(entry.rows * _columns(entry) * len(module.deltas) * 4) as keeping:
+    with _KEPT.reserve(entry.rows * _columns(entry) * len(module.deltas) * 4, KEEP_BYTES) as keeping:
         cuts = _cuts(module, recipe, spans, keeping)
         counts, cast_counted, merged_whole = _write(module, recipe, spans, cuts, writer, keep)
     histograms = {label: high.reshape(report.EXPONENTS, -1).sum(1)
@@ -84,37 +83,31 @@ def _write(module: Module, recipe: Recipe, spans: list[tuple[int, int]], cuts: C
         kept = np.empty(values.shape, np.bool_)
         kernels.combine(values, _dropped(recipe, values, generators), *settings, sparsify.flat(base), merged,
                         total, kept, counts)
-        written = torch.from_numpy(total).view(base.shape).to(module.dtype)
-        writer.write(module.name, written, start)
         if merged_whole is not None:
             merged_whole[start:start + len(base)] = torch.from_numpy(merged).view(base.shape)
-        if written.dtype not in (torch.float32, torch.float64):  # a float32 output rounds nothing away
-            shift = _base_rounding(base, written.dtype)
-            kernels.cast_counts(merged, total, sparsify.flat(written), shift, kept, counts, first_cast)
-            cast_counted = True
+        cast_counted |= _cast_and_write(module, writer, start, base, merged, total, kept, counts, first_cast)
     return counts, cast_counted, merged_whole
 
 
-class _Budget:
-    """The bytes of ΔW that the worker threads' tensors keep from pass 1, all together, under KEEP_BYTES."""
+def _cast_and_write(module: Module, writer: checkpoint.Writer, start: int, base: torch.Tensor, merged, total,
+                    kept, counts, first_cast: int) -> bool:
+    """Write a block's total in the output dtype and count what the cast lost; whether there was a cast."""
+    if module.dtype == torch.bfloat16:  # cast and counted in one pass
+        bits = np.empty(len(total), np.uint16)
+        kernels.cast_bfloat16(merged, total, total.view(np.uint32), bits, _base_rounding(base, module.dtype),
+                              kept, counts, first_cast)
+        writer.write(module.name, torch.from_numpy(bits).view(torch.bfloat16).view(base.shape), start)
+        return True
+    written = torch.from_numpy(total).view(base.shape).to(module.dtype)
+    writer.write(module.name, written, start)
+    if written.dtype in (torch.float32, torch.float64):  # a float32 output rounds nothing away
+        return False
+    kernels.cast_counts(merged, total, sparsify.flat(written), _base_rounding(base, module.dtype), kept,
+                        counts, first_cast)
+    return True
 
-    def __init__(self) -> None:
-        self.lock, self.used = threading.Lock(), 0
 
-    @contextmanager
-    def reserve(self, nbytes: int) -> Iterator[bool]:
-        """Yield whether a tensor's ΔW of `nbytes` fits what the other tensors in flight left."""
-        with self.lock:
-            granted = self.used + nbytes <= KEEP_BYTES
-            self.used += nbytes if granted else 0
-        try:
-            yield granted
-        finally:
-            with self.lock:
-                self.used -= nbytes if granted else 0
-
-
-_KEPT = _Budget()
+_KEPT = Budget()  # ΔW kept from pass 1, shared by the worker threads
 
 
 def cast(reader: checkpoint.Reader, name: str, dtype: torch.dtype, writer: checkpoint.Writer,

@@ -104,6 +104,32 @@ def cast_counts(merged, total, written, shift, kept, counts, first):
         _cast_sums(merged[begin:end], lost, alone, counts[first:first + 2 + 2 * deltas])
 
 
+@numba.njit(nogil=True, cache=True)
+def cast_bfloat16(merged, total, raw, bits, shift, kept, counts, first):
+    """total (its float32 bits: `raw`) cast to bfloat16 `bits` in the same pass as cast_counts' sums."""
+    deltas, size = kept.shape
+    widened, lost = np.empty(CHUNK, np.uint32), np.empty(CHUNK, np.float32)
+    written = widened.view(np.float32)
+    alone = np.empty(CHUNK, np.int32)
+    for begin in range(0, size, CHUNK):
+        end = min(begin + CHUNK, size)
+        _to_bfloat16(raw[begin:end], bits[begin:end], widened)
+        _lost(total[begin:end], written, shift[begin:end] if shift.size else shift, lost)
+        _feeders(kept, begin, end, alone)
+        _cast_sums(merged[begin:end], lost, alone, counts[first:first + 2 + 2 * deltas])
+
+
+@numba.njit(nogil=True)
+def _to_bfloat16(raw, bits, widened):
+    """float32 bits to bfloat16 bits as torch's CPU cast: nearest even, NaN → 0xFFFF; `widened`: back."""
+    for index in range(raw.size):
+        value = raw[index]
+        rounded = (value + np.uint32(0x7FFF) + ((value >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+        half = np.uint32(0xFFFF) if (value & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000) else rounded
+        bits[index] = np.uint16(half)
+        widened[index] = half << np.uint32(16)
+
+
 @numba.njit(nogil=True)
 def _trim(values, dropped, trimming, dropping, trim, upper, out):
     """Each entry as its sparsifier leaves it: magnitude trim (x·[t ≤ |x| < u], as numpy does), DARE, keep."""

@@ -9,7 +9,8 @@ from safetensors.torch import save_file
 
 from paft_core.config import MergeSpec, load_config
 from paft_core.errors import ConfigError
-from paft_core.merging import blocks, checkpoint, methods
+from paft_core.merging import blocks, checkpoint, kernels, methods
+from paft_core.merging.budget import Budget
 from paft_core.merging.report import Collector, rounding
 from paft_core.merging.sparsify import Magnitudes
 
@@ -251,13 +252,25 @@ def test_a_small_tensor_computes_its_deltas_once(tmp_path, monkeypatch, keep_byt
     assert len(calls) == passes_expected * 2 * 20  # two deltas, 20 blocks of 10 rows
 
 
-def test_tensors_in_flight_keep_their_deltas_within_one_budget_together(monkeypatch):
-    """Two worker threads' tensors share KEEP_BYTES: the second recomputes, and the budget comes back."""
-    monkeypatch.setattr(blocks, "KEEP_BYTES", 100)
-    budget = blocks._Budget()
-    with budget.reserve(60) as first:
-        with budget.reserve(60) as second, budget.reserve(40) as third:
+def test_tensors_in_flight_keep_their_deltas_within_one_budget_together():
+    """Two worker threads' tensors share one limit: the second recomputes, and the budget comes back."""
+    budget = Budget()
+    with budget.reserve(60, 100) as first:
+        with budget.reserve(60, 100) as second, budget.reserve(40, 100) as third:
             assert (first, second, third) == (True, False, True)
-    with budget.reserve(100) as whole:
+    with budget.reserve(100, 100) as whole:
         assert whole and budget.used == 100
     assert budget.used == 0
+
+
+def test_the_fused_bfloat16_cast_rounds_as_torch_does():
+    """Nearest even, overflow to ±inf, subnormals, ±0, ±inf and NaN: the same bits as torch's own cast."""
+    special = [0.0, -0.0, 1e-40, -1e-40, 3.4e38, -3.4e38, float("inf"), -float("inf"), float("nan"),
+               1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, 1.0 + 2.0**-8 + 2.0**-20]
+    total = torch.cat([torch.tensor(special), torch.randn(5000) * 10.0**torch.randint(-30, 30, (5000,))])
+    total = total.numpy().astype(np.float32)
+    kept = np.ones((1, total.size), np.bool_)
+    bits, counts = np.empty(total.size, np.uint16), np.zeros(kernels.layout(1, 2)[3])
+    kernels.cast_bfloat16(total, total, total.view(np.uint32), bits, np.empty(0, np.float32), kept, counts, 0)
+    expected = torch.from_numpy(total).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    assert np.array_equal(bits, expected)
