@@ -53,9 +53,10 @@ def main() -> None:
         else:
             _prepare_synthetic(args.size, scratch)
             subjects = ("floor", "paft", "mergekit")
-        subjects = tuple(subject for subject in subjects if subject != "mergekit" or _mergekit_fits(scratch))
-        runs = {subject: [] for subject in subjects}
         fewer = {"peft": args.peft_repeats, "mergekit": args.mergekit_repeats}  # the slow references
+        subjects = tuple(subject for subject in subjects if fewer.get(subject, args.repeats) > 0
+                         and (subject != "mergekit" or _mergekit_ready(scratch)))
+        runs = {subject: [] for subject in subjects}
         for repeat in range(args.repeats):
             for subject in subjects:
                 if repeat >= fewer.get(subject, args.repeats):
@@ -170,8 +171,8 @@ def _print_table(runs: dict[str, list[dict[str, float]]], base_mib: float) -> No
     print(f"runs: {', '.join(f'{subject} {len(rows)}' for subject, rows in runs.items())}")
 
 
-def _mergekit_fits(scratch: Path) -> bool:
-    """Whether mergekit's estimated peak RSS fits the available memory; say so when it does not."""
+def _mergekit_ready(scratch: Path) -> bool:
+    """Whether mergekit's estimated peak RSS fits the available memory (installed then; said when not)."""
     needed = MERGEKIT_RSS_PER_BYTE * json.loads((scratch / "merge.json").read_text())["base_bytes"]
     available = next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
                      if line.startswith("MemAvailable:"))
@@ -179,16 +180,23 @@ def _mergekit_fits(scratch: Path) -> bool:
         print(f"mergekit skipped: it would need about {needed / 2**30:.1f} GiB of RAM "
               f"({MERGEKIT_RSS_PER_BYTE}× the base checkpoint), {available / 2**30:.1f} GiB available")
         return False
-    if not (MERGEKIT / "bin" / "mergekit-yaml").is_file():
-        print("installing mergekit 0.1.5 into .bench/mergekit-venv (once)", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(MERGEKIT)], check=True)
-        packages = ["torch==2.13.0", "mergekit==0.1.5"]  # torch pinned: the CPU build, as the project's
-        subprocess.run([str(MERGEKIT / "bin" / "pip"), "install", "--quiet", *packages], check=True)
+    _install_mergekit()
+    _write_mergekit_config(scratch)
     return True
 
 
-def _mergekit_command(scratch: Path, out: Path) -> list[str]:
-    """mergekit-yaml on the same recipe: TIES 0.5 with normalize, each adapter on the base by `+`."""
+def _install_mergekit() -> None:
+    """mergekit 0.1.5 in its own venv under .bench/, once (it pulls another transformers than ours)."""
+    if (MERGEKIT / "bin" / "mergekit-yaml").is_file():
+        return
+    print("installing mergekit 0.1.5 into .bench/mergekit-venv (once)", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(MERGEKIT)], check=True)
+    packages = ["torch==2.13.0", "mergekit==0.1.5"]  # torch pinned: the CPU build, as the project's
+    subprocess.run([str(MERGEKIT / "bin" / "pip"), "install", "--quiet", *packages], check=True)
+
+
+def _write_mergekit_config(scratch: Path) -> None:
+    """The same recipe for mergekit-yaml: TIES 0.5 with normalize, each adapter on the base by `+`."""
     facts = json.loads((scratch / "merge.json").read_text())
     base = facts["base"]
     models = [{"model": f"{base}+{scratch / name}", "parameters": {"weight": 1.0, "density": 0.5}}
@@ -196,6 +204,10 @@ def _mergekit_command(scratch: Path, out: Path) -> list[str]:
     config = {"merge_method": "ties", "base_model": base, "models": models,
               "parameters": {"normalize": True}, "dtype": facts["dtype"]}
     (scratch / "mergekit.json").write_text(json.dumps(config))  # YAML is a superset of JSON
+
+
+def _mergekit_command(scratch: Path, out: Path) -> list[str]:
+    """mergekit-yaml on the config written once, with a fresh LoRA cache inside this run's output."""
     return [str(MERGEKIT / "bin" / "mergekit-yaml"), str(scratch / "mergekit.json"), str(out),
             "--lora-merge-cache", str(out / "lora-cache"), "--lazy-unpickle", "--no-copy-tokenizer",
             "--quiet", "--no-write-model-card"]

@@ -26,6 +26,7 @@ def warm_up() -> None:
     combine(values, np.zeros((2, 0), f32), flags, flags, cuts, cuts, cuts, TIES, False, f32(1), f32(1), cuts,
             np.zeros((2, 2), f32), row, row.copy(), row.copy(), kept, counts)
     cast_counts(row, row, row, np.zeros(0, f32), kept, counts, 0)
+    cast_bfloat16(row, row, row.view(np.uint32), np.zeros(size, np.uint16), np.zeros(0, f32), kept, counts, 0)
 
 
 def layout(deltas: int, thresholds: int) -> tuple[int, int, int, int]:
@@ -94,29 +95,29 @@ def combine(values, dropped, dropping, trimming, trims, uppers, weights, consens
 @numba.njit(nogil=True, cache=True)
 def cast_counts(merged, total, written, shift, kept, counts, first):
     """Sums of |m| and of |lost| = |total − written (− shift)|, overall and where one delta alone fed m."""
-    deltas, size = kept.shape
-    lost = np.empty(CHUNK, np.float32)
-    alone = np.empty(CHUNK, np.int32)
-    for begin in range(0, size, CHUNK):
-        end = min(begin + CHUNK, size)
-        _lost(total[begin:end], written[begin:end], shift[begin:end] if shift.size else shift, lost)
-        _feeders(kept, begin, end, alone)
-        _cast_sums(merged[begin:end], lost, alone, counts[first:first + 2 + 2 * deltas])
+    lost, alone = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32)
+    for begin in range(0, kept.shape[1], CHUNK):
+        end = min(begin + CHUNK, kept.shape[1])
+        _count_cast(merged, total, written[begin:end], shift, kept, counts, first, begin, end, lost, alone)
 
 
 @numba.njit(nogil=True, cache=True)
 def cast_bfloat16(merged, total, raw, bits, shift, kept, counts, first):
     """total (its float32 bits: `raw`) cast to bfloat16 `bits` in the same pass as cast_counts' sums."""
-    deltas, size = kept.shape
-    widened, lost = np.empty(CHUNK, np.uint32), np.empty(CHUNK, np.float32)
+    lost, alone, widened = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32), np.empty(CHUNK, np.uint32)
     written = widened.view(np.float32)
-    alone = np.empty(CHUNK, np.int32)
-    for begin in range(0, size, CHUNK):
-        end = min(begin + CHUNK, size)
+    for begin in range(0, kept.shape[1], CHUNK):
+        end = min(begin + CHUNK, kept.shape[1])
         _to_bfloat16(raw[begin:end], bits[begin:end], widened)
-        _lost(total[begin:end], written, shift[begin:end] if shift.size else shift, lost)
-        _feeders(kept, begin, end, alone)
-        _cast_sums(merged[begin:end], lost, alone, counts[first:first + 2 + 2 * deltas])
+        _count_cast(merged, total, written, shift, kept, counts, first, begin, end, lost, alone)
+
+
+@numba.njit(nogil=True)
+def _count_cast(merged, total, written, shift, kept, counts, first, begin, end, lost, alone):
+    """cast_counts' sums over entries begin…end; `written`: those entries as written, in float32."""
+    _lost(total[begin:end], written, shift[begin:end] if shift.size else shift, lost)
+    _feeders(kept, begin, end, alone)
+    _cast_sums(merged[begin:end], lost, alone, counts[first:first + 2 + 2 * kept.shape[0]])
 
 
 @numba.njit(nogil=True)
