@@ -78,26 +78,26 @@ def _write(module: Module, recipe: Recipe, spans: list[tuple[int, int]], cuts: C
     entry = module.base.entries[module.name]
     merged_whole = torch.empty(entry.shape, dtype=torch.float32) if keep else None
     generators = [methods.generator(recipe.seed, module.name, index) for index in range(len(module.deltas))]
+    bfloat16 = module.dtype == torch.bfloat16  # cast and counted by kernels.combine itself
     for start, base, values in _blocks(module, spans, with_base=True, kept=cuts.kept):
         merged, total = np.empty((2, values.shape[1]), np.float32)
         kept = np.empty(values.shape, np.bool_)
+        bits = np.empty(values.shape[1] if bfloat16 else 0, np.uint16)
+        shift = _base_rounding(base, module.dtype) if bfloat16 else np.empty(0, np.float32)
         kernels.combine(values, _dropped(recipe, values, generators), *settings, sparsify.flat(base), merged,
-                        total, kept, counts)
+                        total, kept, counts, bits, shift, first_cast)
         if merged_whole is not None:
             merged_whole[start:start + len(base)] = torch.from_numpy(merged).view(base.shape)
-        cast_counted |= _cast_and_write(module, writer, start, base, merged, total, kept, counts, first_cast)
+        if bfloat16:
+            writer.write(module.name, torch.from_numpy(bits).view(torch.bfloat16).view(base.shape), start)
+        cast_counted |= bfloat16 or _cast_and_write(module, writer, start, base, merged, total, kept, counts,
+                                                    first_cast)
     return counts, cast_counted, merged_whole
 
 
 def _cast_and_write(module: Module, writer: checkpoint.Writer, start: int, base: torch.Tensor, merged, total,
                     kept, counts, first_cast: int) -> bool:
-    """Write a block's total in the output dtype and count what the cast lost; whether there was a cast."""
-    if module.dtype == torch.bfloat16:  # cast and counted in one pass
-        bits = np.empty(len(total), np.uint16)
-        kernels.cast_bfloat16(merged, total, total.view(np.uint32), bits, _base_rounding(base, module.dtype),
-                              kept, counts, first_cast)
-        writer.write(module.name, torch.from_numpy(bits).view(torch.bfloat16).view(base.shape), start)
-        return True
+    """Write a block's total in a dtype other than bfloat16, count what the cast lost; whether it cast."""
     written = torch.from_numpy(total).view(base.shape).to(module.dtype)
     writer.write(module.name, written, start)
     if written.dtype in (torch.float32, torch.float64):  # a float32 output rounds nothing away

@@ -23,10 +23,11 @@ def warm_up() -> None:
     high_histogram(row.view(np.int32), histogram)
     low_histograms(row.view(np.int32), np.full(1 << 15, -1, np.int8), np.zeros((1, 1 << 16), np.int64))
     flags, cuts = np.zeros(2, np.bool_), np.zeros(2, f32)
-    combine(values, np.zeros((2, 0), f32), flags, flags, cuts, cuts, cuts, TIES, False, f32(1), f32(1), cuts,
-            np.zeros((2, 2), f32), row, row.copy(), row.copy(), kept, counts)
+    for bits in (np.zeros(0, np.uint16), np.zeros(size, np.uint16)):  # float32 and bfloat16 outputs
+        combine(values, np.zeros((2, 0), f32), flags, flags, cuts, cuts, cuts, TIES, False, f32(1), f32(1),
+                cuts, np.zeros((2, 2), f32), row, row.copy(), row.copy(), kept, counts, bits,
+                np.zeros(0, f32), 0)
     cast_counts(row, row, row, np.zeros(0, f32), kept, counts, 0)
-    cast_bfloat16(row, row, row.view(np.uint32), np.zeros(size, np.uint16), np.zeros(0, f32), kept, counts, 0)
 
 
 def layout(deltas: int, thresholds: int) -> tuple[int, int, int, int]:
@@ -61,12 +62,13 @@ def low_histograms(bits: np.ndarray, slots: np.ndarray, histograms: np.ndarray) 
 @numba.njit(nogil=True, cache=True)
 def combine(values, dropped, dropping, trimming, trims, uppers, weights, consensus, by_total, divisor, scale,
             tops,
-            cuts, base, merged, total, kept, counts):
+            cuts, base, merged, total, kept, counts, bits, shift, first):
     """One block: merged = λ·consensus(trimmed deltas), total = base + merged, kept masks, report sums.
 
     values: float32[k, n]; dropped[j]: DARE's output, used where dropping[j]; trimming[j]: keep only
     trims[j] ≤ |x| < uppers[j] (inf: no upper cut); tops[j]: the report's top-k cut; cuts[j, r]: the
-    relative-threshold cuts; divisor: Σw for the mean.
+    relative-threshold cuts; divisor: Σw for the mean. Unless `bits` is empty, total is also cast to
+    bfloat16 `bits` (as torch casts) and counted as cast_counts does (shift, first: its arguments).
     Works in chunks that stay in the L1 cache, each loop with its own register accumulators.
     """
     deltas, size = values.shape
@@ -74,6 +76,7 @@ def combine(values, dropped, dropping, trimming, trims, uppers, weights, consens
     trimmed = np.empty((deltas, CHUNK), np.float32)
     result, election = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.float32)
     agreeing = np.empty(CHUNK, np.int32)
+    lost, alone, widened = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32), np.empty(CHUNK, np.uint32)
     for begin in range(0, size, CHUNK):
         end = min(begin + CHUNK, size)
         for j in range(deltas):
@@ -90,6 +93,10 @@ def combine(values, dropped, dropping, trimming, trims, uppers, weights, consens
                 _pair_sums(values[i][begin:end], values[j][begin:end], tops[i], tops[j],
                            counts[slot:slot + PER_PAIR])
                 slot += PER_PAIR
+        if bits.size:
+            _to_bfloat16(total[begin:end].view(np.uint32), bits[begin:end], widened)
+            _count_cast(merged, total, widened[:end - begin].view(np.float32), shift, kept, counts, first,
+                        begin, end, lost, alone)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -99,17 +106,6 @@ def cast_counts(merged, total, written, shift, kept, counts, first):
     for begin in range(0, kept.shape[1], CHUNK):
         end = min(begin + CHUNK, kept.shape[1])
         _count_cast(merged, total, written[begin:end], shift, kept, counts, first, begin, end, lost, alone)
-
-
-@numba.njit(nogil=True, cache=True)
-def cast_bfloat16(merged, total, raw, bits, shift, kept, counts, first):
-    """total (its float32 bits: `raw`) cast to bfloat16 `bits` in the same pass as cast_counts' sums."""
-    lost, alone, widened = np.empty(CHUNK, np.float32), np.empty(CHUNK, np.int32), np.empty(CHUNK, np.uint32)
-    written = widened.view(np.float32)
-    for begin in range(0, kept.shape[1], CHUNK):
-        end = min(begin + CHUNK, kept.shape[1])
-        _to_bfloat16(raw[begin:end], bits[begin:end], widened)
-        _count_cast(merged, total, written, shift, kept, counts, first, begin, end, lost, alone)
 
 
 @numba.njit(nogil=True)
@@ -190,19 +186,19 @@ def _consensus(trimmed, size, weights, consensus, by_total, divisor, scale, base
 @numba.njit(nogil=True, fastmath={"reassoc", "contract"})
 def _delta_sums(values, cuts, counts):
     """Non-zeros, L1, squared L2 and counts above each relative cut, of one delta's chunk."""
-    nonzero, l1, l2sq = 0, 0.0, 0.0
+    nonzero, l1, l2sq = np.int32(0), 0.0, 0.0  # int32 counters: a chunk's counts fit, and they vectorise
     for index in range(values.size):
         magnitude = np.float64(abs(values[index]))
-        nonzero += magnitude != 0
+        nonzero += np.int32(magnitude != 0)
         l1 += magnitude
         l2sq += magnitude * magnitude
     counts[0] += nonzero
     counts[1] += l1
     counts[2] += l2sq
     for r in range(cuts.size):
-        above = 0
+        above, cut = np.int32(0), cuts[r]
         for index in range(values.size):
-            above += abs(values[index]) > cuts[r]
+            above += np.int32(abs(values[index]) > cut)
         counts[PER_DELTA + r] += above
 
 
@@ -220,14 +216,14 @@ def _kept_sums(values, kept, counts):
 @numba.njit(nogil=True, fastmath={"reassoc", "contract"})
 def _pair_sums(first, second, first_top, second_top, counts):
     """Entries both deltas change, of opposite signs, their dot product and shared top-k entries."""
-    both, conflicts, dot, shared = 0, 0, 0.0, 0
+    both, conflicts, dot, shared = np.int32(0), np.int32(0), 0.0, np.int32(0)
     zero = np.float32(0)
     for index in range(first.size):
         product = first[index] * second[index]
-        both += product != zero
-        conflicts += product < zero
+        both += np.int32(product != zero)
+        conflicts += np.int32(product < zero)
         dot += np.float64(first[index]) * np.float64(second[index])
-        shared += (abs(first[index]) >= first_top) & (abs(second[index]) >= second_top)
+        shared += np.int32((abs(first[index]) >= first_top) & (abs(second[index]) >= second_top))
     counts[0] += both
     counts[1] += conflicts
     counts[2] += dot

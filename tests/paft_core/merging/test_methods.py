@@ -268,9 +268,12 @@ def test_the_fused_bfloat16_cast_rounds_as_torch_does():
     special = [0.0, -0.0, 1e-40, -1e-40, 3.4e38, -3.4e38, float("inf"), -float("inf"), float("nan"),
                1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, 1.0 + 2.0**-8 + 2.0**-20]
     total = torch.cat([torch.tensor(special), torch.randn(5000) * 10.0**torch.randint(-30, 30, (5000,))])
-    total = total.numpy().astype(np.float32)
-    kept = np.ones((1, total.size), np.bool_)
-    bits, counts = np.empty(total.size, np.uint16), np.zeros(kernels.layout(1, 2)[3])
-    kernels.cast_bfloat16(total, total, total.view(np.uint32), bits, np.empty(0, np.float32), kept, counts, 0)
+    base, f32 = total.numpy().astype(np.float32), np.float32
+    merged, total, kept = np.empty_like(base), np.empty_like(base), np.empty((1, base.size), np.bool_)
+    bits, counts, flags, cuts = (np.empty(base.size, np.uint16), np.zeros(kernels.layout(1, 2)[3]),
+                                 np.zeros(1, np.bool_), np.zeros(1, f32))
+    kernels.combine(np.zeros((1, base.size), f32), np.zeros((1, 0), f32), flags, flags, cuts, cuts,
+                    cuts + 1, kernels.TIES, False, f32(1), f32(1), cuts, np.zeros((1, 2), f32), base, merged,
+                    total, kept, counts, bits, np.empty(0, f32), kernels.layout(1, 2)[2])
     expected = torch.from_numpy(total).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    assert np.array_equal(bits, expected)
+    assert np.isnan(total[8]) and total[6] == np.inf and np.array_equal(bits, expected)
