@@ -90,9 +90,10 @@ def _write(module: Module, recipe: Recipe, spans: list[tuple[int, int]], cuts: C
             merged_whole[start:start + len(base)] = torch.from_numpy(merged).view(base.shape)
         if bfloat16:
             writer.write(module.name, torch.from_numpy(bits).view(torch.bfloat16).view(base.shape), start)
-        cast_counted |= bfloat16 or _cast_and_write(module, writer, start, base, merged, total, kept, counts,
-                                                    first_cast)
-    return counts, cast_counted, merged_whole
+        else:
+            cast_counted |= _cast_and_write(module, writer, start, base, merged, total, kept, counts,
+                                            first_cast)
+    return counts, cast_counted or bfloat16, merged_whole
 
 
 def _cast_and_write(module: Module, writer: checkpoint.Writer, start: int, base: torch.Tensor, merged, total,
