@@ -148,7 +148,7 @@ def _dropped(recipe: Recipe, values: np.ndarray, generators: list) -> np.ndarray
     chosen = [method == "dare" and density < 1
               for method, density in zip(recipe.sparsifiers, recipe.densities, strict=True)]
     if not any(chosen):
-        return np.empty((len(values), 0), np.float32)
+        return np.empty((len(values), 0), np.float32)  # values: one row per delta
     return np.stack([sparsify.flat(sparsify.dare(torch.from_numpy(value), density, generator)) if use
                      else np.zeros_like(value)
                      for value, density, generator, use in zip(values, recipe.densities, generators, chosen,

@@ -23,10 +23,9 @@ def warm_up() -> None:
     high_histogram(row.view(np.int32), histogram)
     low_histograms(row.view(np.int32), np.full(1 << 15, -1, np.int8), np.zeros((1, 1 << 16), np.int64))
     flags, cuts = np.zeros(2, np.bool_), np.zeros(2, f32)
-    for bits in (np.zeros(0, np.uint16), np.zeros(size, np.uint16)):  # float32 and bfloat16 outputs
-        combine(values, np.zeros((2, 0), f32), flags, flags, cuts, cuts, cuts, TIES, False, f32(1), f32(1),
-                cuts, np.zeros((2, 2), f32), row, row.copy(), row.copy(), kept, counts, bits,
-                np.zeros(0, f32), 0)
+    combine(values, np.zeros((2, 0), f32), flags, flags, cuts, cuts, cuts, TIES, False, f32(1), f32(1), cuts,
+            np.zeros((2, 2), f32), row, row.copy(), row.copy(), kept, counts, np.zeros(size, np.uint16),
+            np.zeros(0, f32), 0)  # one machine code for every output dtype: `bits` empty or not
     cast_counts(row, row, row, np.zeros(0, f32), kept, counts, 0)
 
 
